@@ -1,0 +1,88 @@
+// Command spectora-stream receives Spectora's Svix webhooks into NATS JetStream.
+//
+//	spectora-stream serve     gateway on the embedded JetStream (or NATS_URL)
+//	spectora-stream gateway   the webhook gateway alone
+//	spectora-stream send      sign and post one webhook, to try the gateway
+//	spectora-stream bench     load-test the gateway with signed webhooks
+//
+// Every setting is a flag and an environment variable; `--help` on any command
+// lists them.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"strings"
+	"syscall"
+
+	"github.com/alecthomas/kong"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = ""
+
+type cli struct {
+	Log logFlags `embed:"" prefix:"log-"`
+
+	Serve   serveCmd   `cmd:"" help:"Run the gateway (and, as they land, the consumers) on the embedded JetStream server, or on NATS_URL when set. The main job."`
+	Gateway gatewayCmd `cmd:"" help:"Run the webhook gateway alone: verify Svix signatures and store each webhook in JetStream."`
+	Send    sendCmd    `cmd:"" help:"Sign one webhook with SPECTORA_WEBHOOK_SECRET through the svix library and POST it to the gateway."`
+	Bench   benchCmd   `cmd:"" help:"Load-test the gateway with uniquely IDed, correctly signed webhooks and print rate and latency."`
+	Version versionCmd `cmd:"" help:"Print the version."`
+}
+
+type logFlags struct {
+	Level  string `name:"level" env:"LOG_LEVEL" default:"info" enum:"debug,info,warn,error" help:"Log level: debug, info, warn or error (${env})."`
+	Format string `name:"format" env:"LOG_FORMAT" default:"json" enum:"json,text" help:"Log format: json or text (${env})."`
+}
+
+func (l logFlags) logger() *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(l.Level)) // kong's enum already checked it
+	opts := &slog.HandlerOptions{Level: level}
+	if l.Format == "text" {
+		return slog.New(slog.NewTextHandler(os.Stderr, opts))
+	}
+	return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+}
+
+type versionCmd struct{}
+
+func (versionCmd) Run() error {
+	fmt.Println(buildVersion())
+	return nil
+}
+
+func buildVersion() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
+		return bi.Main.Version
+	}
+	return "devel"
+}
+
+func main() {
+	var c cli
+	kctx := kong.Parse(&c,
+		kong.Name("spectora-stream"),
+		kong.Description("Receive Spectora's Svix webhooks into NATS JetStream, where consumer groups enrich and process them."),
+		kong.UsageOnError(),
+		kong.ConfigureHelp(kong.HelpOptions{Compact: true}),
+	)
+	logger := c.Log.logger()
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	kctx.BindTo(ctx, (*context.Context)(nil))
+	err := kctx.Run(logger)
+	if err != nil && !errors.Is(err, context.Canceled) {
+		fmt.Fprintf(os.Stderr, "spectora-stream %s: %s\n", strings.Fields(kctx.Command())[0], err)
+		os.Exit(1)
+	}
+}

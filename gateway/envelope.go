@@ -1,0 +1,65 @@
+package gateway
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/spectora-stream/spectora-stream/internal/natsx"
+	spectorav1 "github.com/spectora-stream/spectora-stream/proto/spectora/v1"
+)
+
+// Inbound is one verified webhook with everything the envelope needs.
+type Inbound struct {
+	ID          string
+	Type        string
+	RecordID    string
+	Source      string
+	Route       Route
+	SignedAt    time.Time
+	ReceivedAt  time.Time
+	ContentType string
+	Body        []byte
+}
+
+// Envelope builds the protobuf event stored in JetStream.
+func Envelope(in Inbound) *spectorav1.WebhookEvent {
+	return &spectorav1.WebhookEvent{
+		Id:          in.ID,
+		Type:        in.Type,
+		Resource:    in.Route.Resource,
+		Action:      in.Route.Action,
+		RecordId:    in.RecordID,
+		Source:      in.Source,
+		Subject:     in.Route.Subject(),
+		SignedAt:    timestamppb.New(in.SignedAt),
+		ReceivedAt:  timestamppb.New(in.ReceivedAt),
+		ContentType: in.ContentType,
+		Body:        in.Body,
+	}
+}
+
+// Message builds the NATS message for in: the protobuf envelope as data, and
+// the message ID, type, record ID, source and content type as headers, so a
+// subscriber can route without decoding.
+func Message(in Inbound) (*nats.Msg, error) {
+	data, err := proto.Marshal(Envelope(in))
+	if err != nil {
+		return nil, fmt.Errorf("marshal envelope: %w", err)
+	}
+	msg := nats.NewMsg(in.Route.Subject())
+	msg.Data = data
+	msg.Header.Set(natsx.HeaderMsgID, in.ID)
+	msg.Header.Set(natsx.HeaderContentType, natsx.ContentTypeWebhookEvent)
+	msg.Header.Set(natsx.HeaderSource, in.Source)
+	if in.Type != "" {
+		msg.Header.Set(natsx.HeaderEventType, natsx.HeaderValue(in.Type))
+	}
+	if in.RecordID != "" {
+		msg.Header.Set(natsx.HeaderRecordID, natsx.HeaderValue(in.RecordID))
+	}
+	return msg, nil
+}

@@ -1,0 +1,52 @@
+package gateway
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// Request outcomes, the values of the "outcome" label.
+const (
+	outcomeAccepted    = "accepted"
+	outcomeDuplicate   = "duplicate"
+	outcomeUnrouted    = "unrouted"
+	outcomeUnauthorize = "unauthorized"
+	outcomeTooLarge    = "too_large"
+	outcomeUnavailable = "unavailable"
+	outcomeRateLimited = "rate_limited"
+	outcomeNotFound    = "not_found"
+	outcomeError       = "error"
+)
+
+// metrics are the gateway's Prometheus collectors.
+type metrics struct {
+	requests      *prometheus.CounterVec
+	verifyFailure *prometheus.CounterVec
+	publish       prometheus.Histogram
+	inflight      prometheus.Gauge
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "spectora_gateway_requests_total",
+			Help: "Webhook requests by outcome: accepted, duplicate, unrouted (stored on spectora.unrouted.unknown), unauthorized, too_large, unavailable, rate_limited, not_found, error.",
+		}, []string{"outcome", "source"}),
+		verifyFailure: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "spectora_gateway_verification_failures_total",
+			Help: "Webhooks refused with 401, by reason (missing_signature_headers, malformed_signature_headers, timestamp_too_old, timestamp_too_new, invalid_signature).",
+		}, []string{"reason"}),
+		publish: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "spectora_gateway_publish_duration_seconds",
+			Help:    "Time from publishing a webhook to JetStream until its PubAck (or failure).",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}),
+		inflight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "spectora_gateway_inflight_requests",
+			Help: "Webhook requests currently waiting for verification or a PubAck.",
+		}),
+	}
+	for _, c := range []prometheus.Collector{m.requests, m.verifyFailure, m.publish, m.inflight} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}

@@ -1,0 +1,67 @@
+// Package natstest starts real, in-process NATS servers for tests: each test gets
+// its own JetStream server on a random loopback port with its own store, so
+// `go test ./...` needs no Docker and tests never share state.
+package natstest
+
+import (
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Server starts a JetStream-enabled nats-server on 127.0.0.1 with a random port
+// and a store under t.TempDir(); it is shut down when the test ends.
+func Server(t testing.TB) *server.Server {
+	t.Helper()
+	return ServerWith(t, &server.Options{JetStream: true, StoreDir: t.TempDir()})
+}
+
+// ServerWith starts a server with opts, forcing loopback, a random port and no
+// signal handlers.
+func ServerWith(t testing.TB, opts *server.Options) *server.Server {
+	t.Helper()
+	opts.Host = "127.0.0.1"
+	if opts.Port == 0 {
+		opts.Port = -1
+	}
+	opts.NoSigs = true
+	opts.NoLog = true
+	s, err := server.NewServer(opts)
+	if err != nil {
+		t.Fatalf("nats server: %v", err)
+	}
+	go s.Start()
+	if !s.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats server not ready")
+	}
+	t.Cleanup(func() {
+		s.Shutdown()
+		s.WaitForShutdown()
+	})
+	return s
+}
+
+// Connect opens a client connection to s, closed when the test ends.
+func Connect(t testing.TB, s *server.Server, opts ...nats.Option) *nats.Conn {
+	t.Helper()
+	nc, err := nats.Connect(s.ClientURL(), opts...)
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
+}
+
+// JetStream returns a JetStream context on a fresh connection to s.
+func JetStream(t testing.TB, s *server.Server, opts ...jetstream.JetStreamOpt) (*nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	nc := Connect(t, s)
+	js, err := jetstream.New(nc, opts...)
+	if err != nil {
+		t.Fatalf("jetstream: %v", err)
+	}
+	return nc, js
+}
