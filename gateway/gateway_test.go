@@ -72,8 +72,9 @@ func (h *harness) start(t testing.TB) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	go func() { _ = h.gw.Serve(ln) }()
-	t.Cleanup(func() { _ = h.gw.Shutdown(context.Background()) })
+	gw := h.gw
+	go func() { _ = gw.Serve(ln) }()
+	t.Cleanup(func() { _ = gw.Shutdown(context.Background()) })
 	h.url = "http://" + ln.Addr().String()
 }
 

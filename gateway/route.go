@@ -96,27 +96,37 @@ const maxRecordIDLen = 256
 
 // Extract reads the event type and record ID from a JSON body. A body that is not
 // a JSON object, or has no string at any type path, yields an empty type. The
-// record ID may be a JSON string or number.
+// record ID may be a JSON string or number (kept exactly, even past 2^53).
+//
+// Only the objects on the configured paths are decoded; every other value stays
+// raw, which keeps the per-webhook cost flat for large payloads.
 func (f Fields) Extract(body []byte) (eventType, recordID string) {
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.UseNumber()
-	var doc map[string]any
-	if err := dec.Decode(&doc); err != nil {
+	var doc map[string]json.RawMessage
+	if err := json.Unmarshal(body, &doc); err != nil {
 		return "", ""
 	}
+	cache := map[string]map[string]json.RawMessage{"": doc}
 	for _, p := range f.Type {
-		if s, ok := lookup(doc, p).(string); ok && strings.TrimSpace(s) != "" {
+		var s string
+		if raw := lookup(cache, p); raw != nil && json.Unmarshal(raw, &s) == nil && strings.TrimSpace(s) != "" {
 			eventType = s
 			break
 		}
 	}
 	for _, p := range f.ID {
+		raw := lookup(cache, p)
+		if raw == nil {
+			continue
+		}
 		var id string
-		switch v := lookup(doc, p).(type) {
-		case string:
-			id = v
-		case json.Number:
-			id = v.String()
+		if json.Unmarshal(raw, &id) != nil {
+			var n json.Number
+			dec := json.NewDecoder(bytes.NewReader(raw))
+			dec.UseNumber()
+			if dec.Decode(&n) != nil {
+				continue
+			}
+			id = n.String()
 		}
 		if id != "" && len(id) <= maxRecordIDLen {
 			recordID = id
@@ -126,17 +136,20 @@ func (f Fields) Extract(body []byte) (eventType, recordID string) {
 	return eventType, recordID
 }
 
-// lookup follows a dotted path through nested JSON objects.
-func lookup(doc map[string]any, path string) any {
-	var cur any = doc
-	for key := range strings.SplitSeq(path, ".") {
-		m, ok := cur.(map[string]any)
-		if !ok {
-			return nil
-		}
-		if cur, ok = m[key]; !ok {
-			return nil
-		}
+// lookup follows a dotted path through nested JSON objects, decoding each
+// intermediate object once (cache holds them by path prefix).
+func lookup(cache map[string]map[string]json.RawMessage, path string) json.RawMessage {
+	parent, key := "", path
+	if i := strings.LastIndexByte(path, '.'); i >= 0 {
+		parent, key = path[:i], path[i+1:]
 	}
-	return cur
+	obj, ok := cache[parent]
+	if !ok {
+		raw := lookup(cache, parent)
+		if raw == nil || json.Unmarshal(raw, &obj) != nil {
+			obj = nil
+		}
+		cache[parent] = obj
+	}
+	return obj[key]
 }

@@ -75,6 +75,7 @@ type gatewayFlags struct {
 	RateLimit       float64       `name:"rate-limit" env:"RATE_LIMIT" default:"0" help:"Requests per second allowed; 0 disables the limit (${env})."`
 	RateBurst       int           `name:"rate-burst" env:"RATE_BURST" default:"0" help:"Burst above the rate limit; 0 means twice the rate (${env})."`
 	ShutdownDelay   time.Duration `name:"shutdown-delay" env:"SHUTDOWN_DELAY" default:"0s" help:"On SIGTERM, report not-ready this long before closing the listener, so load balancers notice (${env})."`
+	PprofAddr       string        `name:"pprof-addr" env:"PPROF_ADDR" help:"Serve Go's pprof profiles on this address (e.g. 127.0.0.1:6060); unset disables (${env})."`
 	ShutdownTimeout time.Duration `name:"shutdown-timeout" env:"SHUTDOWN_TIMEOUT" default:"20s" help:"Bound on finishing in-flight requests at shutdown (${env})."`
 }
 

@@ -78,6 +78,11 @@ func runGateway(ctx context.Context, log *slog.Logger, nf natsFlags, gf gatewayF
 	if err != nil {
 		return fmt.Errorf("HTTP_ADDR %q: %w", gf.HTTPAddr, err)
 	}
+	if gf.PprofAddr != "" {
+		if err := servePprof(gf.PprofAddr, log); err != nil {
+			return err
+		}
+	}
 	served := make(chan error, 1)
 	go func() { served <- gw.Serve(ln) }()
 	log.Info("gateway listening", "addr", ln.Addr().String(), "webhook", "POST /webhooks/spectora",

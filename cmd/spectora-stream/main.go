@@ -29,11 +29,12 @@ var version = ""
 type cli struct {
 	Log logFlags `embed:"" prefix:"log-"`
 
-	Serve   serveCmd   `cmd:"" help:"Run the gateway (and, as they land, the consumers) on the embedded JetStream server, or on NATS_URL when set. The main job."`
-	Gateway gatewayCmd `cmd:"" help:"Run the webhook gateway alone: verify Svix signatures and store each webhook in JetStream."`
-	Send    sendCmd    `cmd:"" help:"Sign one webhook with SPECTORA_WEBHOOK_SECRET through the svix library and POST it to the gateway."`
-	Bench   benchCmd   `cmd:"" help:"Load-test the gateway with uniquely IDed, correctly signed webhooks and print rate and latency."`
-	Version versionCmd `cmd:"" help:"Print the version."`
+	Serve       serveCmd       `cmd:"" help:"Run the gateway (and, as they land, the consumers) on the embedded JetStream server, or on NATS_URL when set. The main job."`
+	Gateway     gatewayCmd     `cmd:"" help:"Run the webhook gateway alone: verify Svix signatures and store each webhook in JetStream."`
+	Send        sendCmd        `cmd:"" help:"Sign one webhook with SPECTORA_WEBHOOK_SECRET through the svix library and POST it to the gateway."`
+	Bench       benchCmd       `cmd:"" help:"Load-test the gateway with uniquely IDed, correctly signed webhooks and print rate and latency."`
+	Healthcheck healthcheckCmd `cmd:"" help:"Exit 0 when a running gateway answers 200 on /readyz (for container health checks)."`
+	Version     versionCmd     `cmd:"" help:"Print the version."`
 }
 
 type logFlags struct {
