@@ -74,7 +74,14 @@ func (h *harness) start(t testing.TB) {
 	}
 	gw := h.gw
 	go func() { _ = gw.Serve(ln) }()
-	t.Cleanup(func() { _ = gw.Shutdown(context.Background()) })
+	t.Cleanup(func() {
+		// Connections the client dialled but never used hold Shutdown until the
+		// server's read timeout; close them first.
+		http.DefaultClient.CloseIdleConnections()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = gw.Shutdown(ctx)
+	})
 	h.url = "http://" + ln.Addr().String()
 }
 

@@ -23,6 +23,10 @@ func (r Route) Subject() string {
 	return natsx.SubjectPrefix + "." + r.Resource + "." + r.Action
 }
 
+// reservedResource are resource tokens the system uses itself: redrive
+// subjects (spectora.redrive.<group>) and the other streams' prefixes.
+var reservedResource = map[string]bool{natsx.RedriveResource: true, "enriched": true, "dlq": true}
+
 // maxTokenLen bounds one subject token so a hostile type can't make huge subjects.
 const maxTokenLen = 64
 
@@ -39,6 +43,10 @@ func RouteFor(eventType string) Route {
 		if t := sanitizeToken(part); t != "" {
 			tokens = append(tokens, t)
 		}
+	}
+	if len(tokens) > 0 && reservedResource[tokens[0]] {
+		// Keep webhooks off subjects the system itself uses.
+		tokens[0] += "_"
 	}
 	switch len(tokens) {
 	case 0:

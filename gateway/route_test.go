@@ -24,6 +24,8 @@ func TestRouteFor(t *testing.T) {
 		{"inspection.con firmed", "spectora.inspection.con_firmed"},
 		{"inspection..confirmed", "spectora.inspection.confirmed"},
 		{"ping", "spectora.ping.unknown"},
+		{"redrive.enricher", "spectora.redrive_.enricher"},
+		{"enriched.x", "spectora.enriched_.x"},
 		{"", "spectora.unrouted.unknown"},
 		{"...", "spectora.unrouted.unknown"},
 		{"   ", "spectora.unrouted.unknown"},

@@ -21,7 +21,42 @@ const (
 	RawSubjects = "spectora.*.*"
 	// SubjectPrefix starts every subject this system publishes.
 	SubjectPrefix = "spectora"
+
+	// EnrichedStream holds events with their full record, republished by the
+	// enricher group for services in any language.
+	EnrichedStream = "SPECTORA_ENRICHED"
+	// EnrichedSubjects is EnrichedStream's filter: spectora.enriched.<resource>.<action>.
+	EnrichedSubjects = "spectora.enriched.*.*"
+	// EnrichedPrefix starts every enriched subject.
+	EnrichedPrefix = "spectora.enriched"
+
+	// DLQStream holds dead letters: messages a group gave up on.
+	DLQStream = "SPECTORA_DLQ"
+	// DLQSubjects is DLQStream's filter: spectora.dlq.<group>.<resource>.<action>.
+	DLQSubjects = "spectora.dlq.*.*.*"
+	// DLQPrefix starts every dead-letter subject.
+	DLQPrefix = "spectora.dlq"
+
+	// RedriveResource is the resource token of redrive subjects: a dead letter
+	// redriven to group G is republished on spectora.redrive.G (raw stream) or
+	// spectora.enriched.redrive.G (enriched stream), which only G's consumer
+	// filters on, so other groups don't see it twice. The gateway never routes
+	// a webhook to it.
+	RedriveResource = "redrive"
+
+	// RecordBucket is the key-value bucket caching Spectora records for every
+	// group and instance.
+	RecordBucket = "spectora_records"
 )
+
+// RedriveSubject is the subject on which group's dead letters come back, in
+// the stream the group reads.
+func RedriveSubject(stream, group string) string {
+	if stream == EnrichedStream {
+		return EnrichedPrefix + "." + RedriveResource + "." + group
+	}
+	return SubjectPrefix + "." + RedriveResource + "." + group
+}
 
 // StreamConfig is the operator-tunable part of a stream (replicas, retention and
 // the duplicate window).
@@ -82,6 +117,31 @@ func RawStreamConfig(c StreamConfig) jetstream.StreamConfig {
 		MaxAge:      c.MaxAge,
 		MaxBytes:    maxBytes,
 		Duplicates:  c.Duplicates,
+	}
+}
+
+// EnrichedStreamConfig is the SPECTORA_ENRICHED stream: same retention as the
+// raw stream; its duplicate window drops republishes of one source message.
+func EnrichedStreamConfig(c StreamConfig) jetstream.StreamConfig {
+	sc := RawStreamConfig(c)
+	sc.Name = EnrichedStream
+	sc.Description = "Spectora events with their full record attached (enricher group)"
+	sc.Subjects = []string{EnrichedSubjects}
+	return sc
+}
+
+// DLQStreamConfig is the SPECTORA_DLQ stream. Dead letters wait for an
+// operator, so they are kept for maxAge (0: until purged or redriven).
+func DLQStreamConfig(c StreamConfig, maxAge time.Duration) jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:        DLQStream,
+		Description: "Dead letters: spectora.dlq.<group>.<resource>.<action>",
+		Subjects:    []string{DLQSubjects},
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.LimitsPolicy,
+		Replicas:    c.Replicas,
+		MaxAge:      maxAge,
+		Duplicates:  10 * time.Minute,
 	}
 }
 
