@@ -1,10 +1,13 @@
 package main
 
 import (
+	"fmt"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/spectora-stream/spectora-stream/consumers"
 	"github.com/spectora-stream/spectora-stream/gateway"
 	"github.com/spectora-stream/spectora-stream/internal/natsx"
 )
@@ -94,4 +97,77 @@ func (f gatewayFlags) config() (gateway.Config, error) {
 		RateLimit:      f.RateLimit,
 		RateBurst:      f.RateBurst,
 	}, nil
+}
+
+// consumerFlags configure the built-in consumer groups and enrichment.
+type consumerFlags struct {
+	Groups       string          `name:"groups" env:"CONSUMER_GROUPS" default:"enricher,audit" help:"Built-in groups to run: enricher, audit (${env})."`
+	Concurrency  int             `name:"consumer-concurrency" env:"CONSUMER_CONCURRENCY" default:"4" help:"Messages each group handles at once in this process (${env})."`
+	MaxDeliver   int             `name:"consumer-max-deliver" env:"CONSUMER_MAX_DELIVER" default:"5" help:"Deliveries before a message is dead-lettered (${env})."`
+	Backoff      []time.Duration `name:"consumer-backoff" env:"CONSUMER_BACKOFF" default:"1s,5s,30s,2m" help:"Redelivery delays after the 1st, 2nd, … failure; the last repeats (${env})."`
+	AckWait      time.Duration   `name:"consumer-ack-wait" env:"CONSUMER_ACK_WAIT" default:"30s" help:"Time before an unanswered delivery is redelivered (${env})."`
+	DrainTimeout time.Duration   `name:"consumer-drain-timeout" env:"CONSUMER_DRAIN_TIMEOUT" default:"20s" help:"Bound on finishing in-flight messages at shutdown; later ones go back to the stream (${env})."`
+	AuditLog     string          `name:"audit-log" env:"AUDIT_LOG" default:"./data/audit.jsonl" help:"JSON-lines file the audit group appends to (${env})."`
+	DLQMaxAge    time.Duration   `name:"dlq-max-age" env:"DLQ_MAX_AGE" default:"720h" help:"How long dead letters are kept; 0 keeps them until purged (${env})."`
+	APIURL       string          `name:"api-url" env:"SPECTORA_API_URL" default:"https://connect.spectora.com" help:"Spectora API base URL (${env})."`
+	APIToken     string          `name:"api-token" env:"SPECTORA_API_TOKEN" help:"Spectora API key, sent as a Bearer token. Unset: records are not fetched (${env})."`
+	APIPaths     string          `name:"api-paths" env:"SPECTORA_API_PATHS" help:"Record paths per resource overriding the defaults, e.g. 'client=/v2/contacts/{id}' (${env})."`
+	APITimeout   time.Duration   `name:"api-timeout" env:"SPECTORA_API_TIMEOUT" default:"10s" help:"Timeout of one API request (${env})."`
+	APIRateLimit float64         `name:"api-rate-limit" env:"SPECTORA_API_RATE_LIMIT" default:"5" help:"Most API requests per second from this process; divide the company's quota by the instances (${env})."`
+	CacheTTL     time.Duration   `name:"record-cache-ttl" env:"RECORD_CACHE_TTL" default:"1h" help:"How long fetched records stay in the shared KV cache (${env})."`
+}
+
+func (f consumerFlags) groups() ([]string, error) {
+	var out []string
+	seen := map[string]bool{}
+	for _, g := range strings.Split(f.Groups, ",") {
+		g = strings.TrimSpace(g)
+		if g == "" || seen[g] {
+			continue
+		}
+		if g != consumers.EnricherGroup && g != consumers.AuditGroup {
+			return nil, fmt.Errorf("CONSUMER_GROUPS: unknown group %q (built-in: %s, %s)", g, consumers.EnricherGroup, consumers.AuditGroup)
+		}
+		seen[g] = true
+		out = append(out, g)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("CONSUMER_GROUPS is empty")
+	}
+	return out, nil
+}
+
+func (f consumerFlags) validate() error {
+	if _, err := f.groups(); err != nil {
+		return err
+	}
+	switch {
+	case f.Concurrency < 1:
+		return fmt.Errorf("CONSUMER_CONCURRENCY %d: want at least 1", f.Concurrency)
+	case f.MaxDeliver < 1:
+		return fmt.Errorf("CONSUMER_MAX_DELIVER %d: want at least 1", f.MaxDeliver)
+	case len(f.Backoff) == 0:
+		return fmt.Errorf("CONSUMER_BACKOFF: want at least one delay")
+	case f.AckWait < time.Second:
+		return fmt.Errorf("CONSUMER_ACK_WAIT %s: want at least 1s", f.AckWait)
+	case f.CacheTTL < time.Second:
+		return fmt.Errorf("RECORD_CACHE_TTL %s: want at least 1s", f.CacheTTL)
+	case f.DLQMaxAge < 0:
+		return fmt.Errorf("DLQ_MAX_AGE %s: must not be negative", f.DLQMaxAge)
+	}
+	for _, d := range f.Backoff {
+		if d < 0 {
+			return fmt.Errorf("CONSUMER_BACKOFF %s: must not be negative", d)
+		}
+	}
+	if f.APIToken != "" {
+		paths, err := consumers.ParsePaths(f.APIPaths)
+		if err != nil {
+			return err
+		}
+		if _, err := consumers.NewAPIClient(consumers.APIConfig{BaseURL: f.APIURL, Token: f.APIToken, Paths: paths, Timeout: f.APITimeout, RateLimit: f.APIRateLimit}, nil, nil); err != nil {
+			return err
+		}
+	}
+	return nil
 }

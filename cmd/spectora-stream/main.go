@@ -1,7 +1,10 @@
 // Command spectora-stream receives Spectora's Svix webhooks into NATS JetStream.
 //
-//	spectora-stream serve     gateway on the embedded JetStream (or NATS_URL)
-//	spectora-stream gateway   the webhook gateway alone
+//	spectora-stream serve       gateway and consumer groups on the embedded JetStream (or NATS_URL)
+//	spectora-stream gateway     the webhook gateway alone
+//	spectora-stream consumers   the built-in consumer groups alone
+//	spectora-stream dlq         list, show, redrive and purge dead letters
+//	spectora-stream replay      make a group reprocess history
 //	spectora-stream send      sign and post one webhook, to try the gateway
 //	spectora-stream bench     load-test the gateway with signed webhooks
 //
@@ -29,8 +32,11 @@ var version = ""
 type cli struct {
 	Log logFlags `embed:"" prefix:"log-"`
 
-	Serve       serveCmd       `cmd:"" help:"Run the gateway (and, as they land, the consumers) on the embedded JetStream server, or on NATS_URL when set. The main job."`
+	Serve       serveCmd       `cmd:"" help:"Run the gateway and the built-in consumer groups on the embedded JetStream server, or on NATS_URL when set. The main job."`
 	Gateway     gatewayCmd     `cmd:"" help:"Run the webhook gateway alone: verify Svix signatures and store each webhook in JetStream."`
+	Consumers   consumersCmd   `cmd:"" help:"Run the built-in consumer groups alone (enricher, audit), with /metrics on METRICS_ADDR."`
+	DLQ         dlqCmd         `cmd:"" name:"dlq" help:"Inspect and act on dead letters: list, show, redrive, purge."`
+	Replay      replayCmd      `cmd:"" help:"Make a consumer group reprocess its stream from a time or a sequence."`
 	Send        sendCmd        `cmd:"" help:"Sign one webhook with SPECTORA_WEBHOOK_SECRET through the svix library and POST it to the gateway."`
 	Bench       benchCmd       `cmd:"" help:"Load-test the gateway with uniquely IDed, correctly signed webhooks and print rate and latency."`
 	Healthcheck healthcheckCmd `cmd:"" help:"Exit 0 when a running gateway answers 200 on /readyz (for container health checks)."`
