@@ -64,26 +64,34 @@ func (e *Enricher) Record(ctx context.Context, ev *spectorav1.WebhookEvent) (Rec
 		e.metrics.cache.WithLabelValues("hit").Inc()
 		return rec, nil
 	}
-	v, err, shared := e.flight.Do(key, func() (any, error) {
-		// Another instance may have filled the cache meanwhile.
-		if rec, ok := e.cached(ctx, key, eventTime); ok {
-			e.metrics.cache.WithLabelValues("hit").Inc()
+	for attempt := 0; ; attempt++ {
+		v, err, shared := e.flight.Do(key, func() (any, error) {
+			// Another instance may have filled the cache meanwhile.
+			if rec, ok := e.cached(ctx, key, eventTime); ok {
+				e.metrics.cache.WithLabelValues("hit").Inc()
+				return rec, nil
+			}
+			rec, err := e.api.Fetch(ctx, ev.GetResource(), ev.GetRecordId())
+			if err != nil {
+				return Record{}, err
+			}
+			e.store(ctx, key, rec)
 			return rec, nil
-		}
-		rec, err := e.api.Fetch(ctx, ev.GetResource(), ev.GetRecordId())
+		})
 		if err != nil {
 			return Record{}, err
 		}
-		e.store(ctx, key, rec)
+		rec := v.(Record)
+		if shared && attempt < 2 && rec.Status != spectorav1.RecordStatus_RECORD_STATUS_NOT_FETCHED && rec.FetchedAt.Before(eventTime) {
+			// Joined a fetch that left before this event was received: it may
+			// predate the change; fetch again (a new flight starts now).
+			continue
+		}
+		if shared {
+			e.metrics.cache.WithLabelValues("coalesced").Inc()
+		}
 		return rec, nil
-	})
-	if shared {
-		e.metrics.cache.WithLabelValues("coalesced").Inc()
 	}
-	if err != nil {
-		return Record{}, err
-	}
-	return v.(Record), nil
 }
 
 // cached returns the cached record if it was fetched at or after eventTime,

@@ -195,10 +195,12 @@ func (c *APIClient) once(ctx context.Context, resource, path, target string) (Re
 		return Record{}, fmt.Errorf("%w: GET %s: read body: %v", ErrAPI, path, err)
 	}
 	switch code := resp.StatusCode; {
+	// FetchedAt is when the request left: the record reflects at least every
+	// change made before then.
 	case code == http.StatusOK:
-		return Record{Status: spectorav1.RecordStatus_RECORD_STATUS_FOUND, Body: body, Path: path, FetchedAt: time.Now()}, nil
+		return Record{Status: spectorav1.RecordStatus_RECORD_STATUS_FOUND, Body: body, Path: path, FetchedAt: start}, nil
 	case code == http.StatusNotFound || code == http.StatusGone:
-		return Record{Status: spectorav1.RecordStatus_RECORD_STATUS_GONE, Path: path, FetchedAt: time.Now()}, nil
+		return Record{Status: spectorav1.RecordStatus_RECORD_STATUS_GONE, Path: path, FetchedAt: start}, nil
 	case code == http.StatusTooManyRequests:
 		wait := retryAfter(resp.Header.Get("Retry-After"), time.Second)
 		if wait > c.cfg.MaxRetryAfter {

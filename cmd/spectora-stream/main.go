@@ -37,6 +37,7 @@ type cli struct {
 	Consumers   consumersCmd   `cmd:"" help:"Run the built-in consumer groups alone (enricher, audit), with /metrics on METRICS_ADDR."`
 	DLQ         dlqCmd         `cmd:"" name:"dlq" help:"Inspect and act on dead letters: list, show, redrive, purge."`
 	Replay      replayCmd      `cmd:"" help:"Make a consumer group reprocess its stream from a time or a sequence."`
+	Sim         simCmd         `cmd:"" help:"Simulate Spectora: a fake API (JSON:API records) and a Svix-faithful webhook sender with retries."`
 	Send        sendCmd        `cmd:"" help:"Sign one webhook with SPECTORA_WEBHOOK_SECRET through the svix library and POST it to the gateway."`
 	Bench       benchCmd       `cmd:"" help:"Load-test the gateway with uniquely IDed, correctly signed webhooks and print rate and latency."`
 	Healthcheck healthcheckCmd `cmd:"" help:"Exit 0 when a running gateway answers 200 on /readyz (for container health checks)."`

@@ -1,0 +1,178 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/spectora-stream/spectora-stream/consumers"
+	"github.com/spectora-stream/spectora-stream/internal/sim"
+)
+
+func testConsumerFlags(t *testing.T, apiURL string) consumerFlags {
+	t.Helper()
+	return consumerFlags{
+		Groups: "enricher,audit", Concurrency: 4, MaxDeliver: 3, Backoff: []time.Duration{100 * time.Millisecond},
+		AckWait: 5 * time.Second, DrainTimeout: 5 * time.Second, AuditLog: filepath.Join(t.TempDir(), "audit.jsonl"),
+		DLQMaxAge: time.Hour, APIURL: apiURL, APIToken: "sim-token", APITimeout: 2 * time.Second, APIRateLimit: 100,
+		CacheTTL: time.Hour,
+	}
+}
+
+func auditLines(t *testing.T, path string) []consumers.AuditEntry {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	var out []consumers.AuditEntry
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		var e consumers.AuditEntry
+		if json.Unmarshal(sc.Bytes(), &e) == nil {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// serve with a simulated Spectora: every event the simulator sends is stored,
+// enriched with its record and written to the audit log; a failing API
+// dead-letters, the dlq commands show and redrive, replay reprocesses.
+func TestServeEndToEndWithSimulator(t *testing.T) {
+	store := sim.NewStore(500)
+	api := sim.NewAPI(sim.APIConfig{Token: "sim-token"}, store)
+	var failing atomic.Bool
+	apiSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if failing.Load() {
+			w.WriteHeader(http.StatusInternalServerError)
+			return
+		}
+		api.ServeHTTP(w, r)
+	}))
+	defer apiSrv.Close()
+
+	nf, gf := testFlags(t, t.TempDir())
+	nf.Listen = freeAddr(t) // operator commands connect here
+	cf := testConsumerFlags(t, apiSrv.URL)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, slog.New(slog.DiscardHandler), nf, &gf, &cf, "test") }()
+	defer func() { cancel(); <-done }()
+	waitFor(t, "ready", func() bool {
+		resp, err := http.Get("http://" + gf.HTTPAddr + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	})
+
+	sender, err := sim.NewSender(sim.SenderConfig{URL: "http://" + gf.HTTPAddr + "/webhooks/spectora", Secret: gf.Secret, Rate: 100, Count: sim.RoundLength}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sender.Run(context.Background(), sim.NewScript(store)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "13 audit lines", func() bool { return len(auditLines(t, cf.AuditLog)) == sim.RoundLength })
+	statuses := map[string]int{}
+	for _, l := range auditLines(t, cf.AuditLog) {
+		statuses[l.RecordStatus]++
+		if l.RecordStatus == "found" && !strings.Contains(string(l.Record), `"attributes"`) {
+			t.Errorf("found record without attributes: %s", l.Record)
+		}
+	}
+	// 3 deleted events are not fetched; the canceled inspection's record was
+	// deleted by the time some events were enriched, so found+gone = 10.
+	if statuses["not_fetched"] != 3 || statuses["found"]+statuses["gone"] != 10 || statuses["found"] < 7 {
+		t.Fatalf("record statuses %v", statuses)
+	}
+
+	// The API breaks: the enricher dead-letters after 3 deliveries.
+	failing.Store(true)
+	signerSend(t, gf, "inspection.confirmed", "501")
+	dlqList := &dlqListCmd{NATS: nf}
+	var dls []consumers.DeadLetter
+	waitFor(t, "a dead letter", func() bool {
+		conn, js, err := adminConn(context.Background(), nf)
+		if err != nil {
+			return false
+		}
+		defer conn.Close()
+		d, _ := consumers.OpenDeadLetters(context.Background(), js)
+		dls, _ = d.List(context.Background(), "enricher", 0)
+		return len(dls) == 1
+	})
+	if err := dlqList.Run(context.Background(), nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := (&dlqShowCmd{NATS: nf, Seq: dls[0].Sequence}).Run(context.Background(), nil); err != nil {
+		t.Fatal(err)
+	}
+	failing.Store(false)
+	if err := (&dlqRedriveCmd{NATS: nf, All: true}).Run(context.Background(), nil); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the redriven event audited", func() bool { return len(auditLines(t, cf.AuditLog)) == sim.RoundLength+1 })
+
+	// Replay the audit group over the last hour: every enriched event again.
+	if err := (&replayCmd{NATS: nf, Group: "audit", Since: time.Hour}).Run(context.Background(), nil); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "replayed audit lines", func() bool { return len(auditLines(t, cf.AuditLog)) == 2*(sim.RoundLength+1) })
+	if err := (&replayCmd{NATS: nf, Group: "nobody", Since: time.Hour}).Run(context.Background(), nil); err == nil {
+		t.Fatal("replay of an unknown group succeeded")
+	}
+
+	resp, err := http.Get("http://" + gf.HTTPAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var b strings.Builder
+	_, _ = bufio.NewReader(resp.Body).WriteTo(&b)
+	for _, want := range []string{`spectora_consumer_messages_total{group="enricher",outcome="dead_lettered"} 1`,
+		`spectora_consumer_messages_total{group="audit",outcome="ack"}`, `spectora_api_requests_total{code="200"`, `spectora_record_cache_total`} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+}
+
+func signerSend(t *testing.T, gf gatewayFlags, typ, id string) {
+	t.Helper()
+	s, err := sim.NewSender(sim.SenderConfig{URL: "http://" + gf.HTTPAddr + "/webhooks/spectora", Secret: gf.Secret}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	script := sim.NewScript(sim.NewStore(0))
+	ev := script.Next()
+	ev.Type, ev.RecordID = typ, id
+	ev.Body = []byte(`{"type":"` + typ + `","id":` + id + `}`)
+	if !s.Deliver(context.Background(), ev) {
+		t.Fatal("not delivered")
+	}
+}

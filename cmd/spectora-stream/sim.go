@@ -1,0 +1,85 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/spectora-stream/spectora-stream/internal/sim"
+)
+
+type simCmd struct {
+	APIAddr      string        `name:"api-addr" env:"SIM_API_ADDR" default:"127.0.0.1:8090" help:"Where the fake Spectora API listens, or 'off' (${env})."`
+	APIToken     string        `name:"api-token" env:"SPECTORA_API_TOKEN" default:"sim-token" help:"Bearer token the fake API accepts; give consumers the same (${env})."`
+	APILatency   time.Duration `name:"api-latency" env:"SIM_API_LATENCY" default:"20ms" help:"Latency added to every API answer (${env})."`
+	APIErrorRate float64       `name:"api-error-rate" env:"SIM_API_ERROR_RATE" default:"0" help:"Share of API requests answered 500, 0 to 1 (${env})."`
+	API429Rate   float64       `name:"api-429-rate" env:"SIM_API_429_RATE" default:"0" help:"Share of API requests answered 429 with Retry-After 1 (${env})."`
+	Strict       bool          `name:"strict" env:"SIM_STRICT" help:"Answer 404 for records the simulator did not create (${env})."`
+
+	URL       string        `name:"url" env:"SPECTORA_GATEWAY_URL" default:"http://127.0.0.1:8080/webhooks/spectora" help:"Gateway webhook URL (${env})."`
+	Secret    string        `name:"webhook-secret" env:"SPECTORA_WEBHOOK_SECRET" help:"Signs with the first whsec_ secret in this list (${env})."`
+	Rate      float64       `name:"rate" env:"SIM_RATE" default:"2" help:"Events per second; 0 runs the fake API only (${env})."`
+	Count     int           `name:"count" env:"SIM_COUNT" default:"0" help:"Stop sending after this many events; 0: until --duration or Ctrl-C (${env})."`
+	Duration  time.Duration `name:"duration" env:"SIM_DURATION" default:"0s" help:"Stop sending after this long; 0: no limit (${env})."`
+	TimeScale float64       `name:"time-scale" env:"SIM_TIME_SCALE" default:"1" help:"Multiplies Svix's retry delays (5s, 5m, 30m, 2h, 5h, 10h, 10h); 0.001 makes 5 minutes 300 ms (${env})."`
+}
+
+func (c *simCmd) Run(ctx context.Context, log *slog.Logger) error {
+	if c.Rate < 0 || c.APIErrorRate < 0 || c.APIErrorRate > 1 || c.API429Rate < 0 || c.API429Rate > 1 {
+		return errors.New("SIM_RATE must be ≥ 0 and SIM_API_ERROR_RATE, SIM_API_429_RATE between 0 and 1")
+	}
+	store := sim.NewStore(1000)
+	store.Strict = c.Strict
+	var apiSrv *http.Server
+	if c.APIAddr != "off" {
+		if c.APIToken == "" {
+			return errors.New("SPECTORA_API_TOKEN: the fake API needs a token to accept")
+		}
+		ln, err := net.Listen("tcp", c.APIAddr)
+		if err != nil {
+			return fmt.Errorf("SIM_API_ADDR %q: %w", c.APIAddr, err)
+		}
+		api := sim.NewAPI(sim.APIConfig{Token: c.APIToken, Latency: c.APILatency, ErrorRate: c.APIErrorRate, RateLimitRate: c.API429Rate}, store)
+		apiSrv = &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second}
+		go func() { _ = apiSrv.Serve(ln) }()
+		log.Info("fake Spectora API listening", "url", "http://"+ln.Addr().String(), "token", "SPECTORA_API_TOKEN")
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = apiSrv.Shutdown(sctx)
+		}()
+	}
+	if c.Rate == 0 {
+		<-ctx.Done()
+		return nil
+	}
+	sender, err := sim.NewSender(sim.SenderConfig{URL: c.URL, Secret: c.Secret, Rate: c.Rate, Count: c.Count, Duration: c.Duration, TimeScale: c.TimeScale}, log)
+	if err != nil {
+		return err
+	}
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(10 * time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				log.Info("sim progress", "stats", sender.Stats.String())
+			}
+		}
+	}()
+	err = sender.Run(ctx, sim.NewScript(store))
+	close(done)
+	fmt.Printf("sim: %s\n", sender.Stats.String())
+	if c.Count > 0 || c.Duration > 0 {
+		return err // a bounded run ends; an API-serving one waits for Ctrl-C
+	}
+	<-ctx.Done()
+	return err
+}
