@@ -13,10 +13,13 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/attribute"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/spectora-stream/spectora-stream/internal/natsx"
+	"github.com/spectora-stream/spectora-stream/internal/telemetry"
 	spectorav1 "github.com/spectora-stream/spectora-stream/proto/spectora/v1"
 )
 
@@ -76,10 +79,17 @@ func EnrichHandler(enr *Enricher, js Publisher) Handler {
 		if id == "" {
 			id = fmt.Sprintf("%s.%d", m.Stream, m.Sequence)
 		}
-		if _, err := js.PublishMsg(ctx, msg, jetstream.WithMsgID(id), jetstream.WithExpectStream(natsx.EnrichedStream)); err != nil {
-			return fmt.Errorf("publish %s: %w", msg.Subject, err)
+		ctx, span := telemetry.StartPublish(ctx, enr.tracer, enr.tracing.propagator(), msg, semconv.MessagingMessageID(id),
+			telemetry.AttrEventType.String(ev.GetType()), telemetry.AttrRecordID.String(ev.GetRecordId()),
+			attribute.String("spectora.record.status", recordStatusName(rec.Status)))
+		ack, err := js.PublishMsg(ctx, msg, jetstream.WithMsgID(id), jetstream.WithExpectStream(natsx.EnrichedStream))
+		if err != nil {
+			err = fmt.Errorf("publish %s: %w", msg.Subject, err)
+		} else {
+			span.SetAttributes(telemetry.AttrStreamSequence.Int64(int64(ack.Sequence)), attribute.Bool("messaging.nats.duplicate", ack.Duplicate))
 		}
-		return nil
+		telemetry.End(span, err)
+		return err
 	}
 }
 

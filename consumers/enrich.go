@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/singleflight"
 
 	spectorav1 "github.com/spectora-stream/spectora-stream/proto/spectora/v1"
@@ -30,17 +32,20 @@ type Enricher struct {
 	kv      jetstream.KeyValue
 	flight  singleflight.Group
 	metrics *Metrics
+	tracing Tracing
+	tracer  trace.Tracer
 	log     *slog.Logger
 }
 
 // NewEnricher builds an enricher. api nil means no API token is configured:
 // records are then not fetched (RECORD_STATUS_NOT_FETCHED). kv is the record
-// bucket (natsx.RecordBucket), shared by every group and instance.
-func NewEnricher(api Fetcher, kv jetstream.KeyValue, metrics *Metrics, logger *slog.Logger) *Enricher {
+// bucket (natsx.RecordBucket), shared by every group and instance. tracing
+// traces cache look-ups and the enricher group's republishes.
+func NewEnricher(api Fetcher, kv jetstream.KeyValue, metrics *Metrics, tracing Tracing, logger *slog.Logger) *Enricher {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Enricher{api: api, kv: kv, metrics: metrics, log: logger.With("component", "enricher")}
+	return &Enricher{api: api, kv: kv, metrics: metrics, tracing: tracing, tracer: tracing.tracer(), log: logger.With("component", "enricher")}
 }
 
 // cachedRecord is a Record as stored in the KV bucket.
@@ -60,14 +65,14 @@ func (e *Enricher) Record(ctx context.Context, ev *spectorav1.WebhookEvent) (Rec
 	}
 	key := recordKey(ev.GetResource(), ev.GetRecordId())
 	eventTime := ev.GetReceivedAt().AsTime()
-	if rec, ok := e.cached(ctx, key, eventTime); ok {
+	if rec, ok := e.cachedSpan(ctx, key, eventTime); ok {
 		e.metrics.cache.WithLabelValues("hit").Inc()
 		return rec, nil
 	}
 	for attempt := 0; ; attempt++ {
 		v, err, shared := e.flight.Do(key, func() (any, error) {
 			// Another instance may have filled the cache meanwhile.
-			if rec, ok := e.cached(ctx, key, eventTime); ok {
+			if rec, ok := e.cachedSpan(ctx, key, eventTime); ok {
 				e.metrics.cache.WithLabelValues("hit").Inc()
 				return rec, nil
 			}
@@ -92,6 +97,23 @@ func (e *Enricher) Record(ctx context.Context, ev *spectorav1.WebhookEvent) (Rec
 		}
 		return rec, nil
 	}
+}
+
+// cachedSpan is cached in a span of its own.
+func (e *Enricher) cachedSpan(ctx context.Context, key string, eventTime time.Time) (Record, bool) {
+	ctx, span := e.tracer.Start(ctx, "record cache get", trace.WithAttributes(
+		attribute.String("spectora.cache.bucket", e.bucketName()), attribute.String("spectora.cache.key", key)))
+	defer span.End()
+	rec, ok := e.cached(ctx, key, eventTime)
+	span.SetAttributes(attribute.Bool("spectora.cache.hit", ok))
+	return rec, ok
+}
+
+func (e *Enricher) bucketName() string {
+	if e.kv == nil {
+		return ""
+	}
+	return e.kv.Bucket()
 }
 
 // cached returns the cached record if it was fetched at or after eventTime,

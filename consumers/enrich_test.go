@@ -22,7 +22,7 @@ func TestThreeGroupsOneEventOneAPICall(t *testing.T) {
 	e := newEnv(t)
 	api := newFakeAPI(t)
 	api.latency = 50 * time.Millisecond // the three look-ups overlap
-	enr := NewEnricher(api.client(t, e.metrics), e.kv, e.metrics, nil)
+	enr := NewEnricher(api.client(t, e.metrics), e.kv, e.metrics, Tracing{}, nil)
 	var (
 		mu   sync.Mutex
 		recs = map[string]Record{}
@@ -66,7 +66,7 @@ func TestThreeGroupsOneEventOneAPICall(t *testing.T) {
 func TestCachedRecordOlderThanTheEventIsRefetched(t *testing.T) {
 	e := newEnv(t)
 	api := newFakeAPI(t)
-	enr := NewEnricher(api.client(t, e.metrics), e.kv, e.metrics, nil)
+	enr := NewEnricher(api.client(t, e.metrics), e.kv, e.metrics, Tracing{}, nil)
 	ev := &spectorav1.WebhookEvent{Resource: "agent", Action: "updated", RecordId: "5", ReceivedAt: timestamppb.New(time.Now().Add(-time.Minute))}
 	if _, err := enr.Record(context.Background(), ev); err != nil {
 		t.Fatal(err)
@@ -155,7 +155,7 @@ func TestRecordGoneUpstreamIsNotRetried(t *testing.T) {
 	e := newEnv(t)
 	api := newFakeAPI(t)
 	api.gone["/v2/inspections/77"] = true
-	enr := NewEnricher(api.client(t, e.metrics), e.kv, e.metrics, nil)
+	enr := NewEnricher(api.client(t, e.metrics), e.kv, e.metrics, Tracing{}, nil)
 	e.start(t, Config{Name: EnricherGroup, Handler: EnrichHandler(enr, e.js)})
 	e.publish(t, "msg_gone", "inspection.confirmed", "77")
 	e.publish(t, "msg_del", "inspection.deleted", "78")
@@ -206,7 +206,7 @@ func readEnriched(t *testing.T, e *env, n int) map[string]*spectorav1.EnrichedEv
 func TestEnricherAndAuditGroupsEndToEnd(t *testing.T) {
 	e := newEnv(t)
 	api := newFakeAPI(t)
-	enr := NewEnricher(api.client(t, e.metrics), e.kv, e.metrics, nil)
+	enr := NewEnricher(api.client(t, e.metrics), e.kv, e.metrics, Tracing{}, nil)
 	auditPath := filepath.Join(t.TempDir(), "audit.jsonl")
 	audit, err := OpenAuditLog(auditPath)
 	if err != nil {

@@ -15,8 +15,12 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/attribute"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/spectora-stream/spectora-stream/internal/natsx"
+	"github.com/spectora-stream/spectora-stream/internal/telemetry"
 )
 
 // Handler processes one message. Return nil when done, an error to have the
@@ -47,6 +51,9 @@ type Config struct {
 	// AckWait is how long the server waits for an answer before redelivering;
 	// handlers running longer send InProgress every AckWait/3. Default 30s.
 	AckWait time.Duration
+	// Tracing traces each delivery as a CONSUMER span continuing the
+	// producer's trace; the zero value records nothing.
+	Tracing Tracing
 }
 
 var groupName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,47}$`)
@@ -106,6 +113,7 @@ type Group struct {
 	metrics *Metrics
 	log     *slog.Logger
 
+	tracer   trace.Tracer
 	cons     jetstream.Consumer
 	cc       jetstream.ConsumeContext
 	work     chan jetstream.Msg
@@ -129,7 +137,7 @@ func NewGroup(cfg Config, js jetstream.JetStream, metrics *Metrics, logger *slog
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Group{cfg: cfg, js: js, metrics: metrics, log: logger.With("component", "consumer", "group", cfg.Name)}, nil
+	return &Group{cfg: cfg, js: js, metrics: metrics, tracer: cfg.Tracing.tracer(), log: logger.With("component", "consumer", "group", cfg.Name)}, nil
 }
 
 // Name is the group's name.
@@ -287,6 +295,7 @@ func (g *Group) handle(m jetstream.Msg) {
 	}
 	start := time.Now()
 	msg, err := decode(g.cfg.Name, m)
+	ctx, span := telemetry.StartProcess(g.baseCtx, g.tracer, g.cfg.Tracing.propagator(), m.Subject(), m.Headers(), spanAttrs(g.cfg.Name, m, msg)...)
 	var dec Decision
 	switch {
 	case err != nil:
@@ -298,11 +307,13 @@ func (g *Group) handle(m jetstream.Msg) {
 		err = fmt.Errorf("delivered %d times without an answer within ack wait %s", msg.Delivered, g.cfg.AckWait)
 		dec = Decision{Action: ActionDeadLetter, Reason: "max_deliveries"}
 	default:
-		err = g.run(msg)
+		err = g.run(ctx, msg)
 		if err != nil && g.baseCtx.Err() != nil {
 			// Cancelled by a hard stop: hand it back at once, not a failure.
 			_ = m.Nak()
 			g.metrics.processed.WithLabelValues(g.cfg.Name, "drained").Inc()
+			span.SetAttributes(attrOutcome.String("drained"))
+			telemetry.End(span, err)
 			return
 		}
 		dec = Decide(err, msg.Delivered, g.cfg.MaxDeliver, g.cfg.Backoff)
@@ -315,23 +326,48 @@ func (g *Group) handle(m jetstream.Msg) {
 	switch dec.Action {
 	case ActionAck:
 		if ackErr := m.Ack(); ackErr != nil {
-			g.log.Warn("ack failed; the message will be redelivered", "seq", seq, "err", ackErr)
+			g.log.WarnContext(ctx, "ack failed; the message will be redelivered", "seq", seq, "err", ackErr)
 		}
 	case ActionRetry:
-		g.log.Info("handler failed; retrying", "seq", seq, "delivered", msgDelivered(msg), "in", dec.Delay, "err", err)
+		g.log.InfoContext(ctx, "handler failed; retrying", "seq", seq, "delivered", msgDelivered(msg), "in", dec.Delay.String(), "err", err)
 		_ = m.NakWithDelay(dec.Delay)
 	case ActionDeadLetter:
-		if dlqErr := g.deadLetter(m, msg, dec.Reason, err); dlqErr != nil {
+		if dlqErr := g.deadLetter(ctx, m, msg, dec.Reason, err); dlqErr != nil {
 			// Never drop: try again later.
-			g.log.Error("dead-lettering failed; retrying the message", "seq", seq, "err", dlqErr)
+			g.log.ErrorContext(ctx, "dead-lettering failed; retrying the message", "seq", seq, "err", dlqErr)
 			_ = m.NakWithDelay(g.cfg.Backoff[len(g.cfg.Backoff)-1])
 			dec.Action = ActionRetry
 		} else {
-			g.log.Warn("message dead-lettered", "seq", seq, "reason", dec.Reason, "err", err)
+			g.log.WarnContext(ctx, "message dead-lettered", "seq", seq, "reason", dec.Reason, "err", err)
 			_ = m.TermWithReason(dec.Reason)
 		}
 	}
 	g.metrics.processed.WithLabelValues(g.cfg.Name, dec.Action.String()).Inc()
+	span.SetAttributes(attrOutcome.String(dec.Action.String()))
+	telemetry.End(span, err)
+}
+
+// attrOutcome is what the runtime did with the delivery: ack, retry, dead_lettered.
+var attrOutcome = attribute.Key("spectora.consumer.outcome")
+
+// spanAttrs describe one delivery on its CONSUMER span.
+func spanAttrs(group string, m jetstream.Msg, msg *Message) []attribute.KeyValue {
+	attrs := []attribute.KeyValue{semconv.MessagingConsumerGroupName(group)}
+	if id := m.Headers().Get(natsx.HeaderMsgID); id != "" {
+		attrs = append(attrs, semconv.MessagingMessageID(id))
+	}
+	if msg == nil {
+		return attrs
+	}
+	attrs = append(attrs,
+		telemetry.AttrStream.String(msg.Stream),
+		telemetry.AttrStreamSequence.Int64(int64(msg.Sequence)),
+		telemetry.AttrDeliveryCount.Int64(int64(msg.Delivered)))
+	if ev := msg.Event; ev != nil {
+		attrs = append(attrs, telemetry.AttrSvixID.String(ev.GetId()), telemetry.AttrEventType.String(ev.GetType()),
+			telemetry.AttrRecordID.String(ev.GetRecordId()))
+	}
+	return attrs
 }
 
 func msgDelivered(m *Message) uint64 {
@@ -343,8 +379,8 @@ func msgDelivered(m *Message) uint64 {
 
 // run calls the handler with InProgress heartbeats and turns a panic into an
 // error (retried like any other).
-func (g *Group) run(msg *Message) (err error) {
-	ctx, cancel := context.WithCancel(g.baseCtx)
+func (g *Group) run(ctx context.Context, msg *Message) (err error) {
+	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	hbDone := make(chan struct{})
 	go func() {
@@ -362,7 +398,7 @@ func (g *Group) run(msg *Message) (err error) {
 	}()
 	defer func() {
 		if r := recover(); r != nil {
-			g.log.Error("handler panicked", "seq", msg.Sequence, "panic", r, "stack", string(debug.Stack()))
+			g.log.ErrorContext(ctx, "handler panicked", "seq", msg.Sequence, "panic", r, "stack", string(debug.Stack()))
 			err = fmt.Errorf("handler panicked: %v", r)
 		}
 		cancel()
@@ -373,7 +409,7 @@ func (g *Group) run(msg *Message) (err error) {
 
 // deadLetter stores the original message in SPECTORA_DLQ and waits for the
 // PubAck; only then may the caller terminate the original.
-func (g *Group) deadLetter(m jetstream.Msg, msg *Message, reason string, cause error) error {
+func (g *Group) deadLetter(ctx context.Context, m jetstream.Msg, msg *Message, reason string, cause error) (err error) {
 	md, err := m.Metadata()
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrDeadLetter, err)
@@ -402,10 +438,14 @@ func (g *Group) deadLetter(m jetstream.Msg, msg *Message, reason string, cause e
 	dl.Header.Set(natsx.HeaderDLQReason, reason)
 	dl.Header.Set(natsx.HeaderDLQError, natsx.HeaderValue(errText))
 	dl.Header.Set(natsx.HeaderDLQTime, time.Now().UTC().Format(time.RFC3339Nano))
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
 	// One dead letter per group and original message, even if this runs twice.
 	id := fmt.Sprintf("dlq.%s.%s.%d.%d", g.cfg.Name, md.Stream, md.Sequence.Stream, md.NumDelivered)
+	ctx, span := telemetry.StartPublish(ctx, g.tracer, g.cfg.Tracing.propagator(), dl, semconv.MessagingMessageID(id),
+		semconv.MessagingConsumerGroupName(g.cfg.Name), attribute.String("spectora.dlq.reason", reason))
+	defer func() { telemetry.End(span, err) }()
+	// Not the handler's context: a hard stop must not cancel storing the dead letter.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
 	if _, err := g.js.PublishMsg(ctx, dl, jetstream.WithMsgID(id), jetstream.WithExpectStream(natsx.DLQStream)); err != nil {
 		return fmt.Errorf("%w: %s: %v", ErrDeadLetter, dl.Subject, err)
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	"golang.org/x/time/rate"
 
 	spectorav1 "github.com/spectora-stream/spectora-stream/proto/spectora/v1"
@@ -54,8 +55,11 @@ type APIConfig struct {
 	// MaxRetryAfter is the longest Retry-After waited for in process; a longer
 	// one sends the message back to the queue with that delay. Default 10s.
 	MaxRetryAfter time.Duration
-	// HTTPClient sends the requests; default a client with Timeout.
+	// HTTPClient sends the requests; default a client with Timeout whose
+	// transport makes a CLIENT span per request (otelhttp).
 	HTTPClient *http.Client
+	// Tracing traces the default HTTPClient's requests.
+	Tracing Tracing
 }
 
 // Record is what the API said about one record.
@@ -100,7 +104,8 @@ func NewAPIClient(cfg APIConfig, metrics *Metrics, logger *slog.Logger) (*APICli
 		cfg.MaxRetryAfter = 10 * time.Second
 	}
 	if cfg.HTTPClient == nil {
-		cfg.HTTPClient = &http.Client{Timeout: cfg.Timeout}
+		cfg.HTTPClient = &http.Client{Timeout: cfg.Timeout, Transport: otelhttp.NewTransport(http.DefaultTransport,
+			otelhttp.WithTracerProvider(cfg.Tracing.provider()), otelhttp.WithPropagators(cfg.Tracing.propagator()))}
 	}
 	base, err := url.Parse(cfg.BaseURL)
 	switch {

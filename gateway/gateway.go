@@ -11,18 +11,26 @@ import (
 	"math"
 	"net"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
+	"github.com/gofiber/contrib/otelfiber/v2"
 	"github.com/gofiber/fiber/v2"
 	"github.com/gofiber/fiber/v2/middleware/adaptor"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/propagation"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 	"golang.org/x/time/rate"
 
 	"github.com/spectora-stream/spectora-stream/internal/natsx"
+	"github.com/spectora-stream/spectora-stream/internal/telemetry"
 )
 
 // Config configures the gateway. Zero values take the documented defaults.
@@ -52,6 +60,11 @@ type Config struct {
 	Stream string
 	// ReadTimeout, WriteTimeout and IdleTimeout are the HTTP server's timeouts.
 	ReadTimeout, WriteTimeout, IdleTimeout time.Duration
+	// TracerProvider traces requests, verification and publishes; default
+	// no-op. Propagator writes trace context into NATS headers; default W3C
+	// trace context and baggage.
+	TracerProvider trace.TracerProvider
+	Propagator     propagation.TextMapPropagator
 }
 
 func (c *Config) setDefaults() {
@@ -84,6 +97,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.IdleTimeout == 0 {
 		c.IdleTimeout = 90 * time.Second
+	}
+	if c.TracerProvider == nil {
+		c.TracerProvider = noop.NewTracerProvider()
+	}
+	if c.Propagator == nil {
+		c.Propagator = telemetry.Propagator()
 	}
 }
 
@@ -147,6 +166,7 @@ type Gateway struct {
 	limiter   *rate.Limiter
 	metrics   *metrics
 	log       *slog.Logger
+	tracer    trace.Tracer
 	draining  atomic.Bool
 }
 
@@ -163,7 +183,8 @@ func New(cfg Config, js Publisher, health Health, reg *prometheus.Registry, logg
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	g := &Gateway{cfg: cfg, js: js, health: health, log: logger.With("component", "gateway"), verifiers: map[string]*Verifier{}}
+	g := &Gateway{cfg: cfg, js: js, health: health, log: logger.With("component", "gateway"), verifiers: map[string]*Verifier{},
+		tracer: cfg.TracerProvider.Tracer(telemetry.ScopeName)}
 	v, err := NewVerifier("SPECTORA_WEBHOOK_SECRET", cfg.Secrets)
 	if err != nil {
 		return nil, err
@@ -191,6 +212,13 @@ func New(cfg Config, js Publisher, health Health, reg *prometheus.Registry, logg
 		DisableStartupMessage: true,
 		ErrorHandler:          g.handleError,
 	})
+	// The HTTP server span of every webhook request; probes and scrapes are
+	// not traced.
+	g.app.Use(otelfiber.Middleware(
+		otelfiber.WithTracerProvider(cfg.TracerProvider),
+		otelfiber.WithPropagators(cfg.Propagator),
+		otelfiber.WithNext(func(c *fiber.Ctx) bool { return !strings.HasPrefix(c.Path(), "/webhooks/") }),
+	))
 	g.app.Post("/webhooks/spectora", g.handleWebhook)
 	g.app.Post("/webhooks/spectora/:source", g.handleWebhook)
 	g.app.Get("/healthz", func(c *fiber.Ctx) error { return c.JSON(fiber.Map{"status": "ok"}) })
@@ -252,16 +280,12 @@ func (g *Gateway) handleWebhook(c *fiber.Ctx) error {
 	if g.limiter != nil && !g.limiter.Allow() {
 		return ErrRateLimited
 	}
-	hdrs, err := ReadSignedHeaders(func(name string) string { return string(c.Request().Header.Peek(name)) })
+	ctx := c.UserContext() // carries the HTTP server span
+	hdrs, signedAt, err := g.verify(ctx, c, source)
 	if err != nil {
 		return err
 	}
-	// Verify the raw bytes as received: never a re-encoded or decompressed form.
 	raw := c.Request().Body()
-	signedAt, err := g.verifiers[source].Verify(hdrs, raw)
-	if err != nil {
-		return err
-	}
 	body := make([]byte, len(raw))
 	copy(body, raw) // Fiber reuses the request buffer once the handler returns.
 	eventType, recordID := g.cfg.Fields.Extract(body)
@@ -280,7 +304,7 @@ func (g *Gateway) handleWebhook(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	ack, err := g.publish(context.Background(), msg, in.ID)
+	ack, err := g.publish(ctx, msg, in)
 	if err != nil {
 		return err
 	}
@@ -290,10 +314,10 @@ func (g *Gateway) handleWebhook(c *fiber.Ctx) error {
 		outcome = outcomeDuplicate
 	case in.Route == Unrouted:
 		outcome = outcomeUnrouted
-		g.log.Warn("stored webhook whose event type could not be read", "subject", in.Route.Subject(), "id", in.ID, "seq", ack.Sequence, "source", source)
+		g.log.WarnContext(ctx, "stored webhook whose event type could not be read", "subject", in.Route.Subject(), "id", in.ID, "seq", ack.Sequence, "source", source)
 	}
 	g.metrics.requests.WithLabelValues(outcome, source).Inc()
-	g.log.Debug("webhook stored", "id", in.ID, "type", in.Type, "subject", in.Route.Subject(), "seq", ack.Sequence, "duplicate", ack.Duplicate, "source", source)
+	g.log.DebugContext(ctx, "webhook stored", "id", in.ID, "type", in.Type, "subject", in.Route.Subject(), "seq", ack.Sequence, "duplicate", ack.Duplicate, "source", source)
 	return c.Status(fiber.StatusOK).JSON(accepted{
 		Stream:    ack.Stream,
 		Sequence:  ack.Sequence,
@@ -303,10 +327,38 @@ func (g *Gateway) handleWebhook(c *fiber.Ctx) error {
 	})
 }
 
+// verify checks the signature headers of the raw body as received (never a
+// re-encoded or decompressed form), in a span of its own.
+func (g *Gateway) verify(ctx context.Context, c *fiber.Ctx, source string) (SignedHeaders, time.Time, error) {
+	_, span := g.tracer.Start(ctx, "verify webhook", trace.WithAttributes(telemetry.AttrSource.String(source)))
+	hdrs, err := ReadSignedHeaders(func(name string) string { return string(c.Request().Header.Peek(name)) })
+	if err != nil {
+		telemetry.End(span, err)
+		return hdrs, time.Time{}, err
+	}
+	span.SetAttributes(telemetry.AttrSvixID.String(hdrs.ID))
+	signedAt, err := g.verifiers[source].Verify(hdrs, c.Request().Body())
+	telemetry.End(span, err)
+	return hdrs, signedAt, err
+}
+
 // publish sends msg asynchronously and waits for its own PubAck, so concurrent
 // requests share the connection's pipeline instead of queueing behind each
-// other's round trips.
-func (g *Gateway) publish(ctx context.Context, msg *nats.Msg, id string) (*jetstream.PubAck, error) {
+// other's round trips. A PRODUCER span covers it, and its context rides in
+// the message headers.
+func (g *Gateway) publish(ctx context.Context, msg *nats.Msg, in Inbound) (ack *jetstream.PubAck, err error) {
+	ctx, span := telemetry.StartPublish(ctx, g.tracer, g.cfg.Propagator, msg,
+		semconv.MessagingMessageID(in.ID),
+		telemetry.AttrEventType.String(in.Type),
+		telemetry.AttrRecordID.String(in.RecordID),
+		telemetry.AttrSource.String(in.Source))
+	defer func() {
+		if ack != nil {
+			span.SetAttributes(telemetry.AttrStream.String(ack.Stream), telemetry.AttrStreamSequence.Int64(int64(ack.Sequence)),
+				attribute.Bool("messaging.nats.duplicate", ack.Duplicate))
+		}
+		telemetry.End(span, err)
+	}()
 	if !g.health.Connected() {
 		return nil, fmt.Errorf("%w: not connected to NATS", ErrUnavailable)
 	}
@@ -315,7 +367,7 @@ func (g *Gateway) publish(ctx context.Context, msg *nats.Msg, id string) (*jetst
 	start := time.Now()
 	defer func() { g.metrics.publish.Observe(time.Since(start).Seconds()) }()
 	fut, err := g.js.PublishMsgAsync(msg,
-		jetstream.WithMsgID(id),
+		jetstream.WithMsgID(in.ID),
 		jetstream.WithExpectStream(g.cfg.Stream),
 		jetstream.WithStallWait(g.cfg.PublishTimeout))
 	if err != nil {
@@ -411,16 +463,17 @@ func classify(err error) classification {
 func (g *Gateway) handleError(c *fiber.Ctx, err error) error {
 	cl := classify(err)
 	source, _ := c.Locals(localSource).(string)
+	ctx := c.UserContext()
 	msg := err.Error()
 	switch cl.status {
 	case fiber.StatusInternalServerError:
-		g.log.Error("webhook request failed", "err", err, "path", c.Path())
+		g.log.ErrorContext(ctx, "webhook request failed", "err", err, "path", c.Path())
 		msg = "internal error"
 	case fiber.StatusServiceUnavailable:
-		g.log.Warn("webhook not stored; asked the sender to retry", "err", err, "source", source)
+		g.log.WarnContext(ctx, "webhook not stored; asked the sender to retry", "err", err, "source", source)
 	case fiber.StatusUnauthorized:
 		g.metrics.verifyFailure.WithLabelValues(cl.code).Inc()
-		g.log.Info("webhook refused", "reason", cl.code, "source", source, "remote", c.IP())
+		g.log.InfoContext(ctx, "webhook refused", "reason", cl.code, "source", source, "remote", c.IP())
 	case fiber.StatusRequestEntityTooLarge:
 		msg = fmt.Sprintf("body larger than HTTP_BODY_LIMIT (%d bytes)", g.cfg.BodyLimit)
 	}

@@ -20,10 +20,11 @@ import (
 // app is one process's shared wiring: the NATS connection (and embedded
 // server), JetStream and the metrics registry.
 type app struct {
-	log  *slog.Logger
-	conn *natsx.Conn
-	js   jetstream.JetStream
-	reg  *prometheus.Registry
+	log     *slog.Logger
+	conn    *natsx.Conn
+	js      jetstream.JetStream
+	reg     *prometheus.Registry
+	tracing consumers.Tracing
 }
 
 func openApp(ctx context.Context, log *slog.Logger, nf natsFlags, connName string, publishTimeout time.Duration) (*app, error) {
@@ -129,7 +130,7 @@ func startConsumers(ctx context.Context, a *app, nf natsFlags, cf consumerFlags)
 	rc := &runningConsumers{flags: cf}
 	var cfgs []consumers.Config
 	for _, name := range names {
-		base := consumers.Config{Name: name, Concurrency: cf.Concurrency, MaxDeliver: cf.MaxDeliver, Backoff: cf.Backoff, AckWait: cf.AckWait}
+		base := consumers.Config{Name: name, Concurrency: cf.Concurrency, MaxDeliver: cf.MaxDeliver, Backoff: cf.Backoff, AckWait: cf.AckWait, Tracing: a.tracing}
 		switch name {
 		case consumers.EnricherGroup:
 			enr, err := newEnricher(ctx, a, nf, cf, metrics)
@@ -169,19 +170,19 @@ func newEnricher(ctx context.Context, a *app, nf natsFlags, cf consumerFlags, me
 	if cf.APIToken == "" {
 		a.log.Warn("SPECTORA_API_TOKEN is unset: the enricher republishes events without records (record_status not_fetched). " +
 			"Set it, or run `spectora-stream sim` and point SPECTORA_API_URL at it.")
-		return consumers.NewEnricher(nil, kv, metrics, a.log), nil
+		return consumers.NewEnricher(nil, kv, metrics, a.tracing, a.log), nil
 	}
 	paths, err := consumers.ParsePaths(cf.APIPaths)
 	if err != nil {
 		return nil, err
 	}
 	api, err := consumers.NewAPIClient(consumers.APIConfig{
-		BaseURL: cf.APIURL, Token: cf.APIToken, Paths: paths, Timeout: cf.APITimeout, RateLimit: cf.APIRateLimit,
+		BaseURL: cf.APIURL, Token: cf.APIToken, Paths: paths, Timeout: cf.APITimeout, RateLimit: cf.APIRateLimit, Tracing: a.tracing,
 	}, metrics, a.log)
 	if err != nil {
 		return nil, err
 	}
-	return consumers.NewEnricher(api, kv, metrics, a.log), nil
+	return consumers.NewEnricher(api, kv, metrics, a.tracing, a.log), nil
 }
 
 func (rc *runningConsumers) stop(a *app) {

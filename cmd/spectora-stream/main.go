@@ -24,6 +24,8 @@ import (
 	"syscall"
 
 	"github.com/alecthomas/kong"
+
+	"github.com/spectora-stream/spectora-stream/internal/telemetry"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -53,10 +55,11 @@ func (l logFlags) logger() *slog.Logger {
 	var level slog.Level
 	_ = level.UnmarshalText([]byte(l.Level)) // kong's enum already checked it
 	opts := &slog.HandlerOptions{Level: level}
+	// Lines logged inside a span carry its trace_id and span_id.
 	if l.Format == "text" {
-		return slog.New(slog.NewTextHandler(os.Stderr, opts))
+		return slog.New(telemetry.LogHandler(slog.NewTextHandler(os.Stderr, opts)))
 	}
-	return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+	return slog.New(telemetry.LogHandler(slog.NewJSONHandler(os.Stderr, opts)))
 }
 
 type versionCmd struct{}

@@ -10,8 +10,10 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/spectora-stream/spectora-stream/consumers"
 	"github.com/spectora-stream/spectora-stream/gateway"
 	"github.com/spectora-stream/spectora-stream/internal/natsx"
+	"github.com/spectora-stream/spectora-stream/internal/telemetry"
 )
 
 type serveCmd struct {
@@ -32,7 +34,7 @@ type gatewayCmd struct {
 
 // Run runs the gateway alone.
 func (c *gatewayCmd) Run(ctx context.Context, log *slog.Logger) error {
-	return run(ctx, log, c.NATS, &c.Gateway, nil, "spectora-stream-gateway")
+	return run(ctx, log, c.NATS, &c.Gateway, nil, "spectora-gateway")
 }
 
 type consumersCmd struct {
@@ -43,7 +45,7 @@ type consumersCmd struct {
 
 // Run runs the built-in consumer groups alone, with their own metrics listener.
 func (c *consumersCmd) Run(ctx context.Context, log *slog.Logger) error {
-	return run(ctx, log, c.NATS, nil, &c.Consumers, "spectora-stream-consumers", c.MetricsAddr)
+	return run(ctx, log, c.NATS, nil, &c.Consumers, "spectora-consumers", c.MetricsAddr)
 }
 
 // run wires what the command asks for, serves until ctx ends, then shuts down
@@ -67,10 +69,27 @@ func run(ctx context.Context, log *slog.Logger, nf natsFlags, gf *gatewayFlags, 
 			return err
 		}
 	}
+	tel, err := telemetry.Setup(ctx, connName, buildVersion())
+	if err != nil {
+		return err
+	}
+	defer func() {
+		// Flush spans last, after the groups and the gateway have finished.
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := tel.Shutdown(sctx); err != nil {
+			log.Warn("flushing spans", "err", err)
+		}
+	}()
+	if tel.Exporting {
+		log.Info("tracing enabled", "service", connName, "note", "OTEL_SERVICE_NAME overrides the service name")
+	}
+	gcfg.TracerProvider, gcfg.Propagator = tel.TracerProvider, tel.Propagator
 	a, err := openApp(ctx, log, nf, connName, publishTimeout)
 	if err != nil {
 		return err
 	}
+	a.tracing = consumers.Tracing{Provider: tel.TracerProvider, Propagator: tel.Propagator}
 	defer a.close()
 
 	var (
