@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Builds the Jaeger v2 all-in-one binary used by the end-to-end tracing test
+# from the Go module proxy (module pinned in tools/jaeger/go.mod, kept apart
+# from the project's go.mod). Cold, this takes about 11 minutes on 2 cores; the
+# binary is cached, so later runs return at once.
+#   JAEGER_BIN (default ~/.cache/spectora-stream/jaeger-v1.76.0) is where it goes.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+version="$(awk '$1=="github.com/jaegertracing/jaeger" {print $2}' "$here/go.mod")"
+bin="${JAEGER_BIN:-${XDG_CACHE_HOME:-$HOME/.cache}/spectora-stream/jaeger-${version}}"
+if [ -x "$bin" ]; then
+  echo "jaeger ${version}: cached at $bin"
+  exit 0
+fi
+mkdir -p "$(dirname "$bin")"
+echo "jaeger ${version}: building $bin (about 11 minutes the first time)"
+start=$(date +%s)
+(cd "$here" && go build -trimpath -o "$bin.tmp" github.com/jaegertracing/jaeger/cmd/jaeger)
+mv "$bin.tmp" "$bin"
+echo "jaeger ${version}: built in $(( $(date +%s) - start ))s"
