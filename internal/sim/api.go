@@ -42,6 +42,10 @@ func NewAPI(cfg APIConfig, store *Store) *API {
 	a.mux.HandleFunc("GET /v2/inspections/{id}", a.handle(typeInspection))
 	a.mux.HandleFunc("GET /v2/connections/{id}", a.handle(typeAgent))
 	a.mux.HandleFunc("GET /v2/contacts/{id}", a.handle(typeClient))
+	a.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"status":"ok"}`))
+	})
 	a.mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {
 		jsonError(w, http.StatusNotFound, "no such route")
 	})

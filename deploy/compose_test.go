@@ -1,0 +1,180 @@
+package deploy
+
+import (
+	"bufio"
+	"context"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/compose-spec/compose-go/v2/loader"
+	"github.com/compose-spec/compose-go/v2/types"
+	"golang.org/x/mod/modfile"
+)
+
+// dotenv reads KEY=VALUE lines of .env.example.
+func dotenv(t *testing.T) map[string]string {
+	t.Helper()
+	f, err := os.Open(filepath.Join(root, ".env.example"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	env := map[string]string{}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if k, v, ok := strings.Cut(line, "="); ok && !strings.HasPrefix(line, "#") {
+			env[k] = v
+		}
+	}
+	return env
+}
+
+func loadCompose(t *testing.T, env map[string]string) (*types.Project, error) {
+	t.Helper()
+	abs, _ := filepath.Abs(root)
+	return loader.LoadWithContext(context.Background(), types.ConfigDetails{
+		WorkingDir:  abs,
+		ConfigFiles: []types.ConfigFile{{Filename: filepath.Join(abs, "docker-compose.yml")}},
+		Environment: env,
+	}, func(o *loader.Options) { o.SetProjectName("spectora-stream", true) })
+}
+
+var pinned = regexp.MustCompile(`^[a-z0-9./-]+:[0-9]+\.[0-9]+\.[0-9]+(-[a-z0-9]+)?$`)
+
+func TestComposeFile(t *testing.T) {
+	p, err := loadCompose(t, dotenv(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"nats-1", "nats-2", "nats-3", "jaeger", "gateway", "lb", "sim", "consumers"}
+	for _, name := range want {
+		if _, ok := p.Services[name]; !ok {
+			t.Fatalf("service %s missing", name)
+		}
+	}
+	// The NATS image is the server version the tests embed.
+	mod, err := modfile.Parse("go.mod", must(os.ReadFile(filepath.Join(root, "go.mod"))), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var natsVersion string
+	for _, r := range mod.Require {
+		if r.Mod.Path == "github.com/nats-io/nats-server/v2" {
+			natsVersion = strings.TrimPrefix(r.Mod.Version, "v")
+		}
+	}
+	apps := map[string]string{} // service → spectora-stream command
+	for name, s := range p.Services {
+		if s.Build != nil {
+			if len(s.Command) == 0 {
+				t.Errorf("%s: no command", name)
+				continue
+			}
+			apps[name] = s.Command[0]
+		} else if !pinned.MatchString(s.Image) {
+			t.Errorf("%s: image %q is not pinned to a version", name, s.Image)
+		}
+		if strings.HasPrefix(name, "nats-") && s.Image != "nats:"+natsVersion+"-alpine" {
+			t.Errorf("%s: image %s, want nats:%s-alpine like go.mod", name, s.Image, natsVersion)
+		}
+		if name != "jaeger" && (s.HealthCheck == nil || len(s.HealthCheck.Test) == 0) {
+			t.Errorf("%s: no health check", name)
+		}
+		for dep, d := range s.DependsOn {
+			if d.Condition == types.ServiceConditionHealthy {
+				if hc := p.Services[dep].HealthCheck; hc == nil || len(hc.Test) == 0 {
+					t.Errorf("%s waits for %s to be healthy, which has no health check", name, dep)
+				}
+			}
+		}
+	}
+	for _, dep := range []string{"nats-1", "nats-2", "nats-3"} {
+		for _, svc := range []string{"gateway", "consumers"} {
+			if p.Services[svc].DependsOn[dep].Condition != types.ServiceConditionHealthy {
+				t.Errorf("%s must wait for %s to be healthy", svc, dep)
+			}
+		}
+	}
+	for svc, dep := range map[string]string{"lb": "gateway", "sim": "lb", "consumers": "sim"} {
+		if p.Services[svc].DependsOn[dep].Condition != types.ServiceConditionHealthy {
+			t.Errorf("%s must wait for %s to be healthy", svc, dep)
+		}
+	}
+	// Ports the README names.
+	published := map[string]string{}
+	for name, s := range p.Services {
+		for _, port := range s.Ports {
+			published[port.Published] = name
+		}
+	}
+	for port, svc := range map[string]string{"8080": "lb", "16686": "jaeger", "4222": "nats-1", "8090": "sim", "8222": "nats-1"} {
+		if published[port] != svc {
+			t.Errorf("port %s is published by %q, want %s", port, published[port], svc)
+		}
+	}
+	for _, svc := range []string{"gateway", "consumers"} {
+		if d := p.Services[svc].Deploy; d == nil || d.Replicas == nil || *d.Replicas < 2 {
+			t.Errorf("%s: want 2 replicas", svc)
+		}
+		env := p.Services[svc].Environment
+		if v := env["NATS_STREAM_REPLICAS"]; v == nil || *v != "3" {
+			t.Errorf("%s: streams must have 3 replicas on the cluster", svc)
+		}
+	}
+	// Every variable given to the binary is one of its settings, and health
+	// checks probe the address the service listens on.
+	for name, command := range apps {
+		s := p.Services[name]
+		for k := range s.Environment {
+			if !knownEnv(t, command, k) {
+				t.Errorf("%s: %s is not a setting of `spectora-stream %s`", name, k, command)
+			}
+		}
+		hc := strings.Join(s.HealthCheck.Test, " ")
+		if !strings.Contains(hc, "spectora-stream healthcheck") {
+			t.Errorf("%s: health check %q should run the binary's healthcheck", name, hc)
+		}
+		for _, addrVar := range []string{"HTTP_ADDR", "METRICS_ADDR", "SIM_API_ADDR"} {
+			if v := s.Environment[addrVar]; v != nil {
+				port := (*v)[strings.LastIndex(*v, ":")+1:]
+				if !strings.Contains(hc, "127.0.0.1:"+port+"/") {
+					t.Errorf("%s: health check %q does not probe %s %s", name, hc, addrVar, *v)
+				}
+			}
+		}
+	}
+	for _, vol := range []string{"nats-1", "nats-2", "nats-3"} {
+		if _, ok := p.Volumes[vol]; !ok {
+			t.Errorf("named volume %s missing", vol)
+		}
+	}
+	// Secrets come from .env, never from the file itself.
+	raw := string(must(os.ReadFile(filepath.Join(root, "docker-compose.yml"))))
+	if strings.Contains(raw, "whsec_") || !strings.Contains(raw, "${SPECTORA_WEBHOOK_SECRET:?") || !strings.Contains(raw, "${SPECTORA_API_TOKEN:?") {
+		t.Error("secrets must be interpolated from .env with ${VAR:?…}, never written in docker-compose.yml")
+	}
+	// The load balancer forwards to the gateway's port.
+	nginx := string(must(os.ReadFile("compose/nginx.conf")))
+	if gw := p.Services["gateway"].Environment["HTTP_ADDR"]; gw == nil || !strings.Contains(nginx, "server gateway"+*gw) {
+		t.Errorf("nginx.conf does not forward to the gateway's HTTP_ADDR")
+	}
+	readme := string(must(os.ReadFile(filepath.Join(root, "README.md"))))
+	for _, s := range []string{"docker compose up", "cp .env.example .env", "http://localhost:16686", "localhost:8080/webhooks/spectora"} {
+		if !strings.Contains(readme, s) {
+			t.Errorf("README does not mention %q", s)
+		}
+	}
+}
+
+func TestComposeRefusesToStartWithoutSecrets(t *testing.T) {
+	env := dotenv(t)
+	delete(env, "SPECTORA_WEBHOOK_SECRET")
+	_, err := loadCompose(t, env)
+	if err == nil || !strings.Contains(err.Error(), "SPECTORA_WEBHOOK_SECRET") {
+		t.Fatalf("load without the secret: %v", err)
+	}
+}

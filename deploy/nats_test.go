@@ -1,0 +1,288 @@
+package deploy
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/protobuf/proto"
+	"sigs.k8s.io/yaml"
+
+	"github.com/spectora-stream/spectora-stream/consumers"
+	"github.com/spectora-stream/spectora-stream/internal/natstest"
+	"github.com/spectora-stream/spectora-stream/internal/natsx"
+	"github.com/spectora-stream/spectora-stream/internal/sim"
+	spectorav1 "github.com/spectora-stream/spectora-stream/proto/spectora/v1"
+)
+
+var helmVar = regexp.MustCompile(`^<< \$([A-Z_]+) >>$`)
+
+// natsServerFromHelmValues starts a JetStream server configured with the
+// accounts and users of deploy/nats/values.yaml (config.merge), the variables
+// "<< $X_PASSWORD >>" replaced by passwords of the test's choosing.
+func natsServerFromHelmValues(t *testing.T) (*server.Server, map[string]string) {
+	t.Helper()
+	var values struct {
+		Config struct {
+			Cluster struct {
+				Enabled  bool `json:"enabled"`
+				Replicas int  `json:"replicas"`
+			} `json:"cluster"`
+			JetStream struct {
+				Enabled   bool `json:"enabled"`
+				FileStore struct {
+					PVC struct {
+						Enabled bool   `json:"enabled"`
+						Size    string `json:"size"`
+					} `json:"pvc"`
+				} `json:"fileStore"`
+			} `json:"jetstream"`
+			Merge map[string]any `json:"merge"`
+		} `json:"config"`
+	}
+	if err := yaml.Unmarshal(must(os.ReadFile("nats/values.yaml")), &values); err != nil {
+		t.Fatal(err)
+	}
+	c := values.Config
+	if !c.Cluster.Enabled || c.Cluster.Replicas != 3 || !c.JetStream.Enabled || !c.JetStream.FileStore.PVC.Enabled || c.JetStream.FileStore.PVC.Size == "" {
+		t.Fatalf("values.yaml must describe a 3-node JetStream cluster with persistent storage: %+v", c)
+	}
+	passwords := map[string]string{}
+	var subst func(v any) any
+	subst = func(v any) any {
+		switch x := v.(type) {
+		case map[string]any:
+			for k, e := range x {
+				x[k] = subst(e)
+			}
+		case []any:
+			for i, e := range x {
+				x[i] = subst(e)
+			}
+		case string:
+			if m := helmVar.FindStringSubmatch(x); m != nil {
+				passwords[m[1]] = "pw-" + m[1]
+				return passwords[m[1]]
+			}
+		}
+		return v
+	}
+	merged := subst(c.Merge)
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false) // nats.conf knows no \u escapes; subjects hold '>'
+	if err := enc.Encode(merged); err != nil {
+		t.Fatal(err)
+	}
+	conf := buf.Bytes()
+	path := filepath.Join(t.TempDir(), "nats.conf")
+	if err := os.WriteFile(path, conf, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	opts, err := server.ProcessConfigFile(path)
+	if err != nil {
+		t.Fatalf("nats-server rejects the accounts in values.yaml: %v", err)
+	}
+	opts.JetStream = true
+	opts.StoreDir = t.TempDir()
+	return natstest.ServerWith(t, opts), passwords
+}
+
+// userConn connects as user and records permission violations.
+type userConn struct {
+	nc   *nats.Conn
+	js   jetstream.JetStream
+	mu   sync.Mutex
+	errs []error
+}
+
+func connectAs(t *testing.T, s *server.Server, user, password string) *userConn {
+	t.Helper()
+	u := &userConn{}
+	nc, err := nats.Connect(s.ClientURL(), nats.UserInfo(user, password), nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+		u.mu.Lock()
+		u.errs = append(u.errs, err)
+		u.mu.Unlock()
+	}))
+	if err != nil {
+		t.Fatalf("connect as %s: %v", user, err)
+	}
+	t.Cleanup(nc.Close)
+	u.nc = nc
+	u.js, _ = jetstream.New(nc)
+	return u
+}
+
+func (u *userConn) violated() bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	for _, e := range u.errs {
+		if errors.Is(e, nats.ErrPermissionViolation) {
+			return true
+		}
+	}
+	return false
+}
+
+func short() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), 1500*time.Millisecond)
+}
+
+func rawMsg(subject, id string) *nats.Msg {
+	msg := nats.NewMsg(subject)
+	msg.Data = must(proto.Marshal(&spectorav1.WebhookEvent{Id: id, Type: "inspection.confirmed", Resource: "inspection", Action: "confirmed", RecordId: "7"}))
+	msg.Header.Set(natsx.HeaderContentType, natsx.ContentTypeWebhookEvent)
+	return msg
+}
+
+// Each user in values.yaml can do its job and no more.
+func TestNATSUsersHaveLeastPrivilege(t *testing.T) {
+	s, pw := natsServerFromHelmValues(t)
+	ctx := context.Background()
+	sc := natsx.DefaultStreamConfig()
+
+	// gateway: manages SPECTORA and publishes raw events, nothing else.
+	gw := connectAs(t, s, "gateway", pw["GATEWAY_PASSWORD"])
+	if _, err := natsx.EnsureStream(ctx, gw.js, natsx.RawStreamConfig(sc), nil); err != nil {
+		t.Fatalf("gateway: ensure SPECTORA: %v", err)
+	}
+	if _, err := gw.js.PublishMsg(ctx, rawMsg("spectora.inspection.confirmed", "msg_1"), jetstream.WithMsgID("msg_1")); err != nil {
+		t.Fatalf("gateway: publish raw event: %v", err)
+	}
+	for _, denied := range []func(context.Context) error{
+		func(c context.Context) error { _, err := gw.js.Publish(c, "spectora.enriched.inspection.confirmed", []byte("x")); return err },
+		func(c context.Context) error { _, err := gw.js.Publish(c, "spectora.redrive.enricher", []byte("x")); return err },
+		func(c context.Context) error { return gw.js.DeleteStream(c, natsx.RawStream) },
+		func(c context.Context) error {
+			_, err := gw.js.CreateOrUpdateConsumer(c, natsx.RawStream, jetstream.ConsumerConfig{Durable: "x"})
+			return err
+		},
+	} {
+		c, cancel := short()
+		if err := denied(c); err == nil {
+			t.Error("gateway: a denied action succeeded")
+		}
+		cancel()
+	}
+	if !gw.violated() {
+		t.Error("gateway: no permission violation reported")
+	}
+
+	// consumers: streams, groups, the record cache, enriched republish, DLQ.
+	cons := connectAs(t, s, "consumers", pw["CONSUMERS_PASSWORD"])
+	for _, cfg := range []jetstream.StreamConfig{natsx.RawStreamConfig(sc), natsx.EnrichedStreamConfig(sc), natsx.DLQStreamConfig(sc, 0)} {
+		if _, err := natsx.EnsureStream(ctx, cons.js, cfg, nil); err != nil {
+			t.Fatalf("consumers: ensure %s: %v", cfg.Name, err)
+		}
+	}
+	kv, err := consumers.EnsureRecordBucket(ctx, cons.js, consumers.RecordBucketConfig(natsx.RecordBucket, time.Hour, 1))
+	if err != nil {
+		t.Fatalf("consumers: record bucket: %v", err)
+	}
+	metrics, _ := consumers.NewMetrics(prometheus.NewRegistry())
+	api := httptest.NewServer(sim.NewAPI(sim.APIConfig{Token: "tok"}, sim.NewStore(0)))
+	defer api.Close()
+	client, _ := consumers.NewAPIClient(consumers.APIConfig{BaseURL: api.URL, Token: "tok"}, metrics, nil)
+	enr := consumers.NewEnricher(client, kv, metrics, consumers.Tracing{}, nil)
+	for _, cfg := range []consumers.Config{
+		{Name: consumers.EnricherGroup, Handler: consumers.EnrichHandler(enr, cons.js)},
+		{Name: "broken", MaxDeliver: 1, Handler: func(context.Context, *consumers.Message) error {
+			return consumers.Permanent(errors.New("always fails"))
+		}},
+	} {
+		g, err := consumers.NewGroup(cfg, cons.js, metrics, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := g.Start(ctx); err != nil {
+			t.Fatalf("consumers: start %s: %v", cfg.Name, err)
+		}
+		defer func() { _ = g.Stop(ctx) }()
+	}
+	waitStream := func(name string, n uint64) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			st, err := cons.js.Stream(ctx, name)
+			if err == nil {
+				if info, err := st.Info(ctx); err == nil && info.State.Msgs >= n {
+					return
+				}
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s never got %d messages (consumers violations: %v)", name, n, cons.errs)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	waitStream(natsx.EnrichedStream, 1)
+	waitStream(natsx.DLQStream, 1)
+	if _, err := kv.Get(ctx, "inspection.7"); err != nil {
+		t.Errorf("consumers: record not cached: %v", err)
+	}
+	c, cancel := short()
+	if _, err := cons.js.Publish(c, "spectora.inspection.confirmed", []byte("x")); err == nil {
+		t.Error("consumers: published a raw event")
+	}
+	cancel()
+
+	// operator: dlq and replay commands.
+	op := connectAs(t, s, "operator", pw["OPERATOR_PASSWORD"])
+	dlq, err := consumers.OpenDeadLetters(ctx, op.js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dls, err := dlq.List(ctx, "broken", 0)
+	if err != nil || len(dls) != 1 {
+		t.Fatalf("operator: dlq list: %v %v", dls, err)
+	}
+	if _, err := dlq.Redrive(ctx, dls[0].Sequence); err != nil {
+		t.Fatalf("operator: redrive: %v", err)
+	}
+	if _, err := consumers.Replay(ctx, op.js, natsx.RawStream, consumers.EnricherGroup, time.Time{}, 1); err != nil {
+		t.Fatalf("operator: replay: %v", err)
+	}
+
+	// reader: a durable pull consumer on the enriched stream; no publishing.
+	rd := connectAs(t, s, "reader", pw["READER_PASSWORD"])
+	rc, err := rd.js.CreateOrUpdateConsumer(ctx, natsx.EnrichedStream, jetstream.ConsumerConfig{Durable: "crm-sync", AckPolicy: jetstream.AckExplicitPolicy})
+	if err != nil {
+		t.Fatalf("reader: create durable: %v", err)
+	}
+	m, err := rc.Next(jetstream.FetchMaxWait(3 * time.Second))
+	if err != nil {
+		t.Fatalf("reader: fetch: %v", err)
+	}
+	if err := m.DoubleAck(ctx); err != nil {
+		t.Fatalf("reader: ack: %v", err)
+	}
+	for _, denied := range []func(context.Context) error{
+		func(c context.Context) error { _, err := rd.js.Publish(c, "spectora.inspection.confirmed", []byte("x")); return err },
+		func(c context.Context) error {
+			_, err := rd.js.CreateOrUpdateConsumer(c, natsx.DLQStream, jetstream.ConsumerConfig{Durable: "peek"})
+			return err
+		},
+		func(c context.Context) error { return rd.js.DeleteStream(c, natsx.EnrichedStream) },
+	} {
+		c, cancel := short()
+		if err := denied(c); err == nil {
+			t.Error("reader: a denied action succeeded")
+		}
+		cancel()
+	}
+	if !rd.violated() {
+		t.Error("reader: no permission violation reported")
+	}
+}
