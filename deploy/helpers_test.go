@@ -14,9 +14,9 @@ import (
 const root = ".."
 
 var (
-	binOnce sync.Once
-	binPath string
-	binErr  error
+	binOnce  sync.Once
+	binPath  string
+	binErr   error
 	envCache = map[string]map[string]bool{}
 	envMu    sync.Mutex
 )

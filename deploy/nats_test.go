@@ -162,8 +162,14 @@ func TestNATSUsersHaveLeastPrivilege(t *testing.T) {
 		t.Fatalf("gateway: publish raw event: %v", err)
 	}
 	for _, denied := range []func(context.Context) error{
-		func(c context.Context) error { _, err := gw.js.Publish(c, "spectora.enriched.inspection.confirmed", []byte("x")); return err },
-		func(c context.Context) error { _, err := gw.js.Publish(c, "spectora.redrive.enricher", []byte("x")); return err },
+		func(c context.Context) error {
+			_, err := gw.js.Publish(c, "spectora.enriched.inspection.confirmed", []byte("x"))
+			return err
+		},
+		func(c context.Context) error {
+			_, err := gw.js.Publish(c, "spectora.redrive.enricher", []byte("x"))
+			return err
+		},
 		func(c context.Context) error { return gw.js.DeleteStream(c, natsx.RawStream) },
 		func(c context.Context) error {
 			_, err := gw.js.CreateOrUpdateConsumer(c, natsx.RawStream, jetstream.ConsumerConfig{Durable: "x"})
@@ -269,7 +275,10 @@ func TestNATSUsersHaveLeastPrivilege(t *testing.T) {
 		t.Fatalf("reader: ack: %v", err)
 	}
 	for _, denied := range []func(context.Context) error{
-		func(c context.Context) error { _, err := rd.js.Publish(c, "spectora.inspection.confirmed", []byte("x")); return err },
+		func(c context.Context) error {
+			_, err := rd.js.Publish(c, "spectora.inspection.confirmed", []byte("x"))
+			return err
+		},
 		func(c context.Context) error {
 			_, err := rd.js.CreateOrUpdateConsumer(c, natsx.DLQStream, jetstream.ConsumerConfig{Durable: "peek"})
 			return err
