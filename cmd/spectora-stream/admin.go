@@ -41,6 +41,20 @@ func adminConn(ctx context.Context, nf natsFlags) (*natsx.Conn, jetstream.JetStr
 	return conn, js, nil
 }
 
+// openDeadLetters connects like adminConn and binds to SPECTORA_DLQ.
+func openDeadLetters(ctx context.Context, nf natsFlags) (*natsx.Conn, *consumers.DeadLetters, error) {
+	conn, js, err := adminConn(ctx, nf)
+	if err != nil {
+		return nil, nil, err
+	}
+	dlq, err := consumers.OpenDeadLetters(ctx, js)
+	if err != nil {
+		conn.Close()
+		return nil, nil, err
+	}
+	return conn, dlq, nil
+}
+
 type dlqCmd struct {
 	List    dlqListCmd    `cmd:"" help:"List dead letters, oldest first."`
 	Show    dlqShowCmd    `cmd:"" help:"Show one dead letter: headers, decoded event and raw body."`
@@ -55,15 +69,11 @@ type dlqListCmd struct {
 }
 
 func (c *dlqListCmd) Run(ctx context.Context, _ *slog.Logger) error {
-	conn, js, err := adminConn(ctx, c.NATS)
+	conn, dlq, err := openDeadLetters(ctx, c.NATS)
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
-	dlq, err := consumers.OpenDeadLetters(ctx, js)
-	if err != nil {
-		return err
-	}
 	dls, err := dlq.List(ctx, c.Group, c.Limit)
 	if err != nil {
 		return err
@@ -91,15 +101,11 @@ type dlqShowCmd struct {
 }
 
 func (c *dlqShowCmd) Run(ctx context.Context, _ *slog.Logger) error {
-	conn, js, err := adminConn(ctx, c.NATS)
+	conn, dlq, err := openDeadLetters(ctx, c.NATS)
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
-	dlq, err := consumers.OpenDeadLetters(ctx, js)
-	if err != nil {
-		return err
-	}
 	d, err := dlq.Get(ctx, c.Seq)
 	if err != nil {
 		return err
@@ -140,15 +146,11 @@ func (c *dlqRedriveCmd) Run(ctx context.Context, _ *slog.Logger) error {
 	if len(c.Seqs) == 0 && !c.All {
 		return errors.New("name dead letter sequences, or use --all [--group G]")
 	}
-	conn, js, err := adminConn(ctx, c.NATS)
+	conn, dlq, err := openDeadLetters(ctx, c.NATS)
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
-	dlq, err := consumers.OpenDeadLetters(ctx, js)
-	if err != nil {
-		return err
-	}
 	seqs := c.Seqs
 	if c.All {
 		dls, err := dlq.List(ctx, c.Group, 0)
@@ -185,15 +187,11 @@ func (c *dlqPurgeCmd) Run(ctx context.Context, _ *slog.Logger) error {
 	if (c.Group == "") == !c.All {
 		return errors.New("give exactly one of --group G or --all")
 	}
-	conn, js, err := adminConn(ctx, c.NATS)
+	conn, dlq, err := openDeadLetters(ctx, c.NATS)
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
-	dlq, err := consumers.OpenDeadLetters(ctx, js)
-	if err != nil {
-		return err
-	}
 	n, err := dlq.Purge(ctx, c.Group)
 	if err != nil {
 		return err

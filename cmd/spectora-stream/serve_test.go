@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/spectora-stream/spectora-stream/consumers"
+	"github.com/spectora-stream/spectora-stream/internal/natstest"
 	"github.com/spectora-stream/spectora-stream/internal/sim"
 )
 
@@ -49,13 +50,7 @@ func auditLines(t *testing.T, path string) []consumers.AuditEntry {
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	natstest.Eventually(t, 15*time.Second, what, cond)
 }
 
 // serve with a simulated Spectora: every event the simulator sends is stored,

@@ -65,3 +65,16 @@ func JetStream(t testing.TB, s *server.Server, opts ...jetstream.JetStreamOpt) (
 	}
 	return nc, js
 }
+
+// Eventually polls cond every 10 ms until it holds, failing the test with
+// what after timeout. For asynchronous outcomes (deliveries, acks, traces).
+func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
