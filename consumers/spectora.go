@@ -193,7 +193,7 @@ func (c *APIClient) once(ctx context.Context, resource, path, target string) (Re
 		}
 		return Record{}, fmt.Errorf("%w: GET %s: %v", ErrAPI, path, err) // timeouts, resets: retry
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	c.metrics.apiCalls.WithLabelValues(resource, strconv.Itoa(resp.StatusCode)).Inc()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
 	if err != nil {

@@ -83,13 +83,13 @@ func (c *dlqListCmd) Run(ctx context.Context, _ *slog.Logger) error {
 		return nil
 	}
 	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "SEQ\tTIME\tGROUP\tSUBJECT\tORIGINAL\tDELIVERIES\tREASON\tERROR")
+	_, _ = fmt.Fprintln(w, "SEQ\tTIME\tGROUP\tSUBJECT\tORIGINAL\tDELIVERIES\tREASON\tERROR")
 	for _, d := range dls {
 		errText := d.Error
 		if len(errText) > 80 {
 			errText = errText[:77] + "..."
 		}
-		fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s#%d\t%d\t%s\t%s\n", d.Sequence, d.Time.Format(time.RFC3339), d.Group,
+		_, _ = fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s#%d\t%d\t%s\t%s\n", d.Sequence, d.Time.Format(time.RFC3339), d.Group,
 			d.OriginalSubject, d.OriginalStream, d.OriginalSequence, d.Deliveries, d.Reason, errText)
 	}
 	return w.Flush()

@@ -26,7 +26,7 @@ func (c *healthcheckCmd) Run(ctx context.Context, _ *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("GET %s: %w", c.URL, err)
 	}
-	resp.Body.Close()
+	_ = resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("GET %s: %s", c.URL, resp.Status)
 	}

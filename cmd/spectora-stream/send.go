@@ -52,7 +52,7 @@ func (c *sendCmd) Run(ctx context.Context, _ *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("POST %s: %w", c.URL, err)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	out, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	fmt.Printf("POST %s\nsvix-id: %s\nbody: %s\n\n%s\n%s\n", c.URL, msgID, body, resp.Status, bytes.TrimSpace(out))
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {

@@ -168,7 +168,7 @@ func TestOneWebhookIsOneTrace(t *testing.T) {
 		"messaging.system": "nats", "messaging.destination.name": "spectora.inspection.confirmed", "messaging.operation.type": "send",
 		"messaging.message.id": "msg_trace", "spectora.event.type": "inspection.confirmed", "spectora.record.id": "42",
 	} {
-		if got := sa[k].Emit(); got != want {
+		if got := sa[k].String(); got != want {
 			t.Errorf("send %s = %q, want %q", k, got, want)
 		}
 	}
@@ -180,11 +180,11 @@ func TestOneWebhookIsOneTrace(t *testing.T) {
 		"messaging.nats.delivery_count": "1", "svix.message.id": "msg_trace", "spectora.event.type": "inspection.confirmed",
 		"spectora.record.id": "42", "spectora.consumer.outcome": "ack",
 	} {
-		if got := pa[k].Emit(); got != want {
+		if got := pa[k].String(); got != want {
 			t.Errorf("process %s = %q, want %q", k, got, want)
 		}
 	}
-	if got := attrs(auditSpan)["messaging.consumer.group.name"].Emit(); got != "audit" {
+	if got := attrs(auditSpan)["messaging.consumer.group.name"].String(); got != "audit" {
 		t.Errorf("audit span group %q", got)
 	}
 }

@@ -255,6 +255,6 @@ func (s *Sender) attempt(ctx context.Context, ev Event) (int, error) {
 		return 0, err
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-	resp.Body.Close()
+	_ = resp.Body.Close()
 	return resp.StatusCode, nil
 }
