@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -16,19 +15,12 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/spectora-stream/spectora-stream/internal/natstest"
 	"github.com/spectora-stream/spectora-stream/internal/natsx"
 	"github.com/spectora-stream/spectora-stream/internal/webhook"
 )
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
+func freeAddr(t *testing.T) string { return natstest.FreeAddr(t) }
 
 func testFlags(t *testing.T, store string) (natsFlags, gatewayFlags) {
 	t.Helper()

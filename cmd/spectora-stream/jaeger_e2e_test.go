@@ -175,7 +175,7 @@ exporters:
 	if err := os.WriteFile(cfgPath, []byte(config), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	startProcess(t, "jaeger", jaeger, []string{"OTEL_TRACES_EXPORTER=none"}, "--config", "file:"+cfgPath)
+	startProcess(t, "jaeger", jaeger, []string{"OTEL_TRACES_EXPORTER=none", "OTEL_SDK_DISABLED=true"}, "--config", "file:"+cfgPath)
 	waitHTTP(t, "Jaeger's query API", "http://"+query+"/api/services")
 
 	secret := "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"

@@ -4,6 +4,8 @@
 package natstest
 
 import (
+	"net"
+	"sync"
 	"testing"
 	"time"
 
@@ -77,4 +79,38 @@ func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bo
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+var (
+	portsMu sync.Mutex
+	given   = map[int]bool{}
+)
+
+// FreeAddr returns a 127.0.0.1:port nobody listens on, for a server a test
+// starts later (a child process, say). Ports are never handed out twice in one
+// test binary: a port the kernel offers again is held while another is taken.
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	portsMu.Lock()
+	defer portsMu.Unlock()
+	var held []net.Listener
+	defer func() {
+		for _, l := range held {
+			_ = l.Close()
+		}
+	}()
+	for range 100 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, ln)
+		port := ln.Addr().(*net.TCPAddr).Port
+		if !given[port] {
+			given[port] = true
+			return ln.Addr().String()
+		}
+	}
+	t.Fatal("no free loopback port")
+	return ""
 }

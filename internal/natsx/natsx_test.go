@@ -3,7 +3,6 @@ package natsx
 import (
 	"context"
 	"errors"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -80,9 +79,7 @@ func TestStreamConfigValidate(t *testing.T) {
 }
 
 func TestOpenEmbeddedListensForOtherClients(t *testing.T) {
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := natstest.FreeAddr(t)
 	conn, err := Open(context.Background(), Config{Name: "t", Embedded: EmbeddedConfig{StoreDir: t.TempDir(), Listen: addr}}, nil)
 	if err != nil {
 		t.Fatal(err)

@@ -43,9 +43,9 @@ type liveGateway struct {
 }
 
 func freePort(t *testing.T) int {
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	_, port, _ := net.SplitHostPort(natstest.FreeAddr(t))
+	n, _ := strconv.Atoi(port)
+	return n
 }
 
 func startGateway(t *testing.T, withNATS bool) *liveGateway {
