@@ -39,6 +39,4 @@ var (
 	// ErrPublishTimeout means JetStream did not acknowledge in time (503); Svix
 	// retries and the duplicate window drops the copy if the first one was stored.
 	ErrPublishTimeout = errors.New("jetstream did not acknowledge in time")
-	// ErrShuttingDown means the gateway is draining and takes no new work (503).
-	ErrShuttingDown = errors.New("gateway is shutting down")
 )

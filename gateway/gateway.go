@@ -441,7 +441,7 @@ func classify(err error) classification {
 		return classification{fiber.StatusTooManyRequests, "rate_limited", outcomeRateLimited, true}
 	case errors.Is(err, ErrPublishTimeout):
 		return classification{fiber.StatusServiceUnavailable, "publish_timeout", outcomeUnavailable, true}
-	case errors.Is(err, ErrUnavailable), errors.Is(err, ErrShuttingDown):
+	case errors.Is(err, ErrUnavailable):
 		return classification{fiber.StatusServiceUnavailable, "unavailable", outcomeUnavailable, true}
 	}
 	var fe *fiber.Error
