@@ -131,15 +131,32 @@ func (c Config) Validate() error {
 	if err := c.validate(); err != nil {
 		return err
 	}
-	if _, err := NewVerifier("SPECTORA_WEBHOOK_SECRET", c.Secrets); err != nil {
-		return err
+	_, err := c.sources()
+	return err
+}
+
+// source is one webhook endpoint: its name and the keys that verify it.
+type source struct {
+	name     string
+	verifier *Verifier
+}
+
+// sources builds a verifier per source: DefaultSource from Secrets, and each
+// named source from its own secrets.
+func (c Config) sources() (map[string]*source, error) {
+	v, err := NewVerifier("SPECTORA_WEBHOOK_SECRET", c.Secrets)
+	if err != nil {
+		return nil, err
 	}
+	out := map[string]*source{DefaultSource: {name: DefaultSource, verifier: v}}
 	for name, secrets := range c.Sources {
-		if _, err := NewVerifier(fmt.Sprintf("SPECTORA_WEBHOOK_SOURCES source %q", name), secrets); err != nil {
-			return err
+		v, err := NewVerifier(fmt.Sprintf("SPECTORA_WEBHOOK_SOURCES source %q", name), secrets)
+		if err != nil {
+			return nil, err
 		}
+		out[name] = &source{name: name, verifier: v}
 	}
-	return nil
+	return out, nil
 }
 
 // Publisher is the part of jetstream.JetStream the gateway uses.
@@ -158,16 +175,16 @@ type Health interface {
 
 // Gateway is the webhook ingest service.
 type Gateway struct {
-	cfg       Config
-	app       *fiber.App
-	js        Publisher
-	health    Health
-	verifiers map[string]*Verifier
-	limiter   *rate.Limiter
-	metrics   *metrics
-	log       *slog.Logger
-	tracer    trace.Tracer
-	draining  atomic.Bool
+	cfg      Config
+	app      *fiber.App
+	js       Publisher
+	health   Health
+	sources  map[string]*source
+	limiter  *rate.Limiter
+	metrics  *metrics
+	log      *slog.Logger
+	tracer   trace.Tracer
+	draining atomic.Bool
 }
 
 // New validates cfg and builds the gateway. reg receives the gateway's metrics
@@ -176,27 +193,19 @@ func New(cfg Config, js Publisher, health Health, reg *prometheus.Registry, logg
 	if js == nil || health == nil || reg == nil {
 		return nil, fmt.Errorf("%w: gateway.New needs a publisher, a health check and a registry", ErrBadConfig)
 	}
-	if err := cfg.Validate(); err != nil {
+	cfg.setDefaults()
+	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	cfg.setDefaults()
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
-	}
-	g := &Gateway{cfg: cfg, js: js, health: health, log: logger.With("component", "gateway"), verifiers: map[string]*Verifier{},
-		tracer: cfg.TracerProvider.Tracer(telemetry.ScopeName)}
-	v, err := NewVerifier("SPECTORA_WEBHOOK_SECRET", cfg.Secrets)
+	sources, err := cfg.sources()
 	if err != nil {
 		return nil, err
 	}
-	g.verifiers[DefaultSource] = v
-	for name, secrets := range cfg.Sources {
-		v, err := NewVerifier(fmt.Sprintf("SPECTORA_WEBHOOK_SOURCES source %q", name), secrets)
-		if err != nil {
-			return nil, err
-		}
-		g.verifiers[name] = v
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
 	}
+	g := &Gateway{cfg: cfg, js: js, health: health, log: logger.With("component", "gateway"), sources: sources,
+		tracer: cfg.TracerProvider.Tracer(telemetry.ScopeName)}
 	if cfg.RateLimit > 0 {
 		g.limiter = rate.NewLimiter(rate.Limit(cfg.RateLimit), cfg.RateBurst)
 	}
@@ -265,32 +274,30 @@ func (g *Gateway) handleWebhook(c *fiber.Ctx) error {
 	g.metrics.inflight.Inc()
 	defer g.metrics.inflight.Dec()
 
-	source := DefaultSource
+	src := g.sources[DefaultSource]
 	if p := c.Params("source"); p != "" {
-		source = ""
-		for name := range g.verifiers {
-			// Use the map's own string: Fiber's params point into a reused buffer.
-			if name == p {
-				source = name
-				break
-			}
-		}
-		if source == "" {
+		// Only a lookup: Fiber's params point into a reused buffer, so the
+		// name used from here on is the source's own string.
+		named, ok := g.sources[p]
+		if !ok {
 			return fmt.Errorf("%w: %q", ErrUnknownSource, sanitizeForLog(p))
 		}
+		src = named
 	}
+	source := src.name
 	c.Locals(localSource, source)
 	if g.limiter != nil && !g.limiter.Allow() {
 		return ErrRateLimited
 	}
 	ctx := c.UserContext() // carries the HTTP server span
-	hdrs, signedAt, err := g.verify(ctx, c, source)
+	hdrs, signedAt, err := g.verify(ctx, c, src)
 	if err != nil {
 		return err
 	}
-	raw := c.Request().Body()
-	body := make([]byte, len(raw))
-	copy(body, raw) // Fiber reuses the request buffer once the handler returns.
+	// Fiber reuses the body buffer once the handler returns, but nothing here
+	// keeps it that long: Message marshals it into the NATS message's own
+	// bytes, which is all an unacknowledged async publish holds on to.
+	body := c.Request().Body()
 	eventType, recordID := g.cfg.Fields.Extract(body)
 	in := Inbound{
 		ID:          hdrs.ID,
@@ -332,15 +339,15 @@ func (g *Gateway) handleWebhook(c *fiber.Ctx) error {
 
 // verify checks the signature headers of the raw body as received (never a
 // re-encoded or decompressed form), in a span of its own.
-func (g *Gateway) verify(ctx context.Context, c *fiber.Ctx, source string) (SignedHeaders, time.Time, error) {
-	_, span := g.tracer.Start(ctx, "verify webhook", trace.WithAttributes(telemetry.AttrSource.String(source)))
+func (g *Gateway) verify(ctx context.Context, c *fiber.Ctx, src *source) (SignedHeaders, time.Time, error) {
+	_, span := g.tracer.Start(ctx, "verify webhook", trace.WithAttributes(telemetry.AttrSource.String(src.name)))
 	hdrs, err := ReadSignedHeaders(func(name string) string { return string(c.Request().Header.Peek(name)) })
 	if err != nil {
 		telemetry.End(span, err)
 		return hdrs, time.Time{}, err
 	}
 	span.SetAttributes(telemetry.AttrSvixID.String(hdrs.ID))
-	signedAt, err := g.verifiers[source].Verify(hdrs, c.Request().Body())
+	signedAt, err := src.verifier.Verify(hdrs, c.Request().Body())
 	telemetry.End(span, err)
 	return hdrs, signedAt, err
 }
