@@ -65,13 +65,10 @@ func (e *Enricher) Record(ctx context.Context, ev *spectorav1.WebhookEvent) (Rec
 	}
 	key := recordKey(ev.GetResource(), ev.GetRecordId())
 	eventTime := ev.GetReceivedAt().AsTime()
-	if rec, ok := e.cachedSpan(ctx, key, eventTime); ok {
-		e.metrics.cache.WithLabelValues("hit").Inc()
-		return rec, nil
-	}
 	for attempt := 0; ; attempt++ {
+		// Concurrent look-ups of one record share one cache read and, on a
+		// miss, one fetch.
 		v, err, shared := e.flight.Do(key, func() (any, error) {
-			// Another instance may have filled the cache meanwhile.
 			if rec, ok := e.cachedSpan(ctx, key, eventTime); ok {
 				e.metrics.cache.WithLabelValues("hit").Inc()
 				return rec, nil
@@ -88,8 +85,9 @@ func (e *Enricher) Record(ctx context.Context, ev *spectorav1.WebhookEvent) (Rec
 		}
 		rec := v.(Record)
 		if shared && attempt < 2 && rec.Status != spectorav1.RecordStatus_RECORD_STATUS_NOT_FETCHED && rec.FetchedAt.Before(eventTime) {
-			// Joined a fetch that left before this event was received: it may
-			// predate the change; fetch again (a new flight starts now).
+			// Joined a look-up whose record predates this event (another
+			// caller's cache hit, or a fetch that left before this event was
+			// received): look again; a new flight starts now.
 			continue
 		}
 		if shared {

@@ -195,9 +195,13 @@ func (c *APIClient) once(ctx context.Context, resource, path, target string) (Re
 	}
 	defer func() { _ = resp.Body.Close() }()
 	c.metrics.apiCalls.WithLabelValues(resource, strconv.Itoa(resp.StatusCode)).Inc()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxRecordBytes+1))
 	if err != nil {
 		return Record{}, fmt.Errorf("%w: GET %s: read body: %v", ErrAPI, path, err)
+	}
+	if len(body) > maxRecordBytes {
+		// Never store a cut-off document as the record.
+		return Record{}, backoff.Permanent(Permanent(fmt.Errorf("GET %s: record larger than %d bytes", path, maxRecordBytes)))
 	}
 	switch code := resp.StatusCode; {
 	// FetchedAt is when the request left: the record reflects at least every
@@ -222,6 +226,9 @@ func (c *APIClient) once(ctx context.Context, resource, path, target string) (Re
 		return Record{}, backoff.Permanent(Permanent(fmt.Errorf("GET %s: %s", path, resp.Status)))
 	}
 }
+
+// maxRecordBytes bounds one API answer (records are a few KiB).
+const maxRecordBytes = 16 << 20
 
 // retryAfter reads a Retry-After header: seconds or an HTTP date.
 func retryAfter(v string, fallback time.Duration) time.Duration {
