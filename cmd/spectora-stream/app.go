@@ -172,13 +172,11 @@ func newEnricher(ctx context.Context, a *app, nf natsFlags, cf consumerFlags, me
 			"Set it, or run `spectora-stream sim` and point SPECTORA_API_URL at it.")
 		return consumers.NewEnricher(nil, kv, metrics, a.tracing, a.log), nil
 	}
-	paths, err := consumers.ParsePaths(cf.APIPaths)
+	cfg, err := cf.apiConfig(a.tracing)
 	if err != nil {
 		return nil, err
 	}
-	api, err := consumers.NewAPIClient(consumers.APIConfig{
-		BaseURL: cf.APIURL, Token: cf.APIToken, Paths: paths, Timeout: cf.APITimeout, RateLimit: cf.APIRateLimit, Tracing: a.tracing,
-	}, metrics, a.log)
+	api, err := consumers.NewAPIClient(cfg, metrics, a.log)
 	if err != nil {
 		return nil, err
 	}

@@ -161,13 +161,24 @@ func (f consumerFlags) validate() error {
 		}
 	}
 	if f.APIToken != "" {
-		paths, err := consumers.ParsePaths(f.APIPaths)
+		cfg, err := f.apiConfig(consumers.Tracing{})
 		if err != nil {
 			return err
 		}
-		if _, err := consumers.NewAPIClient(consumers.APIConfig{BaseURL: f.APIURL, Token: f.APIToken, Paths: paths, Timeout: f.APITimeout, RateLimit: f.APIRateLimit}, nil, nil); err != nil {
+		if _, err := consumers.NewAPIClient(cfg, nil, nil); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// apiConfig is the Spectora API client's configuration from the flags.
+func (f consumerFlags) apiConfig(tracing consumers.Tracing) (consumers.APIConfig, error) {
+	paths, err := consumers.ParsePaths(f.APIPaths)
+	if err != nil {
+		return consumers.APIConfig{}, err
+	}
+	return consumers.APIConfig{
+		BaseURL: f.APIURL, Token: f.APIToken, Paths: paths, Timeout: f.APITimeout, RateLimit: f.APIRateLimit, Tracing: tracing,
+	}, nil
 }

@@ -44,7 +44,7 @@ func startServe(t *testing.T, nf natsFlags, gf gatewayFlags) (stop func() error)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	log := slog.New(slog.DiscardHandler)
-	go func() { done <- run(ctx, log, nf, &gf, nil, "test") }()
+	go func() { done <- run(ctx, log, nf, &gf, nil, "test", "") }()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		resp, err := http.Get("http://" + gf.HTTPAddr + "/readyz")
@@ -178,7 +178,7 @@ func TestServeRefusesBadSettingsNamingThem(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			nf, gf := testFlags(t, t.TempDir())
 			tt.mod(&nf, &gf)
-			err := run(context.Background(), slog.New(slog.DiscardHandler), nf, &gf, nil, "test")
+			err := run(context.Background(), slog.New(slog.DiscardHandler), nf, &gf, nil, "test", "")
 			if err == nil || !strings.Contains(err.Error(), tt.setting) {
 				t.Fatalf("error %v, want one naming %s", err, tt.setting)
 			}

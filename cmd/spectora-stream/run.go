@@ -24,7 +24,7 @@ type serveCmd struct {
 
 // Run runs the gateway and the built-in consumer groups in one process.
 func (c *serveCmd) Run(ctx context.Context, log *slog.Logger) error {
-	return run(ctx, log, c.NATS, &c.Gateway, &c.Consumers, "spectora-stream")
+	return run(ctx, log, c.NATS, &c.Gateway, &c.Consumers, "spectora-stream", "")
 }
 
 type gatewayCmd struct {
@@ -34,7 +34,7 @@ type gatewayCmd struct {
 
 // Run runs the gateway alone.
 func (c *gatewayCmd) Run(ctx context.Context, log *slog.Logger) error {
-	return run(ctx, log, c.NATS, &c.Gateway, nil, "spectora-gateway")
+	return run(ctx, log, c.NATS, &c.Gateway, nil, "spectora-gateway", "")
 }
 
 type consumersCmd struct {
@@ -51,7 +51,9 @@ func (c *consumersCmd) Run(ctx context.Context, log *slog.Logger) error {
 // run wires what the command asks for, serves until ctx ends, then shuts down
 // in order: gateway (not ready, stop accepting, finish in-flight), consumer
 // groups (stop pulling, finish or hand back), NATS drain, embedded server.
-func run(ctx context.Context, log *slog.Logger, nf natsFlags, gf *gatewayFlags, cf *consumerFlags, connName string, metricsAddr ...string) error {
+// metricsAddr, when set, serves the consumers' metrics and probes on their own
+// listener (the gateway serves them on HTTP_ADDR).
+func run(ctx context.Context, log *slog.Logger, nf natsFlags, gf *gatewayFlags, cf *consumerFlags, connName, metricsAddr string) error {
 	publishTimeout := 5 * time.Second
 	var gcfg gateway.Config
 	if gf != nil {
@@ -98,15 +100,15 @@ func run(ctx context.Context, log *slog.Logger, nf natsFlags, gf *gatewayFlags, 
 		served <-chan error
 	)
 	if gf != nil {
-		if gw, err = startGateway(ctx, a, nf, *gf, gcfg); err != nil {
-			return err
-		}
-		served = gw.served
 		if gf.PprofAddr != "" {
 			if err := servePprof(gf.PprofAddr, log); err != nil {
 				return err
 			}
 		}
+		if gw, err = startGateway(ctx, a, nf, *gf, gcfg); err != nil {
+			return err
+		}
+		served = gw.served
 	}
 	if cf != nil {
 		if cons, err = startConsumers(ctx, a, nf, *cf); err != nil {
@@ -115,17 +117,21 @@ func run(ctx context.Context, log *slog.Logger, nf natsFlags, gf *gatewayFlags, 
 			}
 			return err
 		}
-		if len(metricsAddr) > 0 && metricsAddr[0] != "" {
-			if err := serveMetrics(metricsAddr[0], a, log); err != nil {
+		if metricsAddr != "" {
+			if err := serveMetrics(metricsAddr, a, log); err != nil {
 				cons.stop(a)
 				return err
 			}
 		}
 	}
 
+	var stopErr error
 	select {
 	case err := <-served:
-		return fmt.Errorf("HTTP server stopped: %w", err)
+		// The listener died: nothing to drain on the HTTP side, but the groups
+		// still finish or hand back their messages before NATS closes.
+		stopErr = fmt.Errorf("HTTP server stopped: %w", err)
+		gw = nil
 	case <-ctx.Done():
 	}
 	log.Info("shutting down")
@@ -135,7 +141,7 @@ func run(ctx context.Context, log *slog.Logger, nf natsFlags, gf *gatewayFlags, 
 	if cons != nil {
 		cons.stop(a)
 	}
-	return nil
+	return stopErr
 }
 
 // serveMetrics serves /metrics, /healthz and /readyz for the consumers command.

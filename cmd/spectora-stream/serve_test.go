@@ -74,7 +74,7 @@ func TestServeEndToEndWithSimulator(t *testing.T) {
 	cf := testConsumerFlags(t, apiSrv.URL)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, slog.New(slog.DiscardHandler), nf, &gf, &cf, "test") }()
+	go func() { done <- run(ctx, slog.New(slog.DiscardHandler), nf, &gf, &cf, "test", "") }()
 	defer func() { cancel(); <-done }()
 	waitFor(t, "ready", func() bool {
 		resp, err := http.Get("http://" + gf.HTTPAddr + "/readyz")
