@@ -122,7 +122,6 @@ type Group struct {
 	stopping atomic.Bool
 	hardStop context.CancelFunc
 	baseCtx  context.Context
-	done     chan struct{}
 }
 
 // NewGroup validates cfg. Nothing touches NATS until Start.
@@ -181,7 +180,6 @@ func (g *Group) Start(ctx context.Context) error {
 	g.baseCtx, g.hardStop = context.WithCancel(context.Background())
 	g.work = make(chan jetstream.Msg)
 	g.quit = make(chan struct{})
-	g.done = make(chan struct{})
 	for range g.cfg.Concurrency {
 		g.workers.Add(1)
 		go func() {
@@ -236,7 +234,6 @@ func (g *Group) Stop(ctx context.Context) error {
 	if g.cc == nil || !g.stopping.CompareAndSwap(false, true) {
 		return nil
 	}
-	defer close(g.done)
 	g.cc.Drain()
 	select {
 	case <-g.cc.Closed():
@@ -474,7 +471,7 @@ func (g *Group) samplePending() {
 		}
 		cancel()
 		select {
-		case <-g.done:
+		case <-g.quit:
 			return
 		case <-t.C:
 		}

@@ -48,7 +48,7 @@ func newEnvAt(t *testing.T, store string) *env {
 	e.nc, e.js = natstest.JetStream(t, e.srv)
 	ctx := context.Background()
 	sc := natsx.DefaultStreamConfig()
-	for _, cfg := range []jetstream.StreamConfig{natsx.RawStreamConfig(sc), natsx.EnrichedStreamConfig(sc), natsx.DLQStreamConfig(sc, 0)} {
+	for _, cfg := range natsx.StreamConfigs(sc, 0) {
 		if _, err := natsx.EnsureStream(ctx, e.js, cfg, nil); err != nil {
 			t.Fatal(err)
 		}

@@ -188,7 +188,7 @@ func TestNATSUsersHaveLeastPrivilege(t *testing.T) {
 
 	// consumers: streams, groups, the record cache, enriched republish, DLQ.
 	cons := connectAs(t, s, "consumers", pw["CONSUMERS_PASSWORD"])
-	for _, cfg := range []jetstream.StreamConfig{natsx.RawStreamConfig(sc), natsx.EnrichedStreamConfig(sc), natsx.DLQStreamConfig(sc, 0)} {
+	for _, cfg := range natsx.StreamConfigs(sc, 0) {
 		if _, err := natsx.EnsureStream(ctx, cons.js, cfg, nil); err != nil {
 			t.Fatalf("consumers: ensure %s: %v", cfg.Name, err)
 		}

@@ -120,7 +120,7 @@ func startConsumers(ctx context.Context, a *app, nf natsFlags, cf consumerFlags)
 		return nil, err
 	}
 	sc := nf.stream()
-	if err := a.ensure(ctx, nf, natsx.RawStreamConfig(sc), natsx.EnrichedStreamConfig(sc), natsx.DLQStreamConfig(sc, cf.DLQMaxAge)); err != nil {
+	if err := a.ensure(ctx, nf, natsx.StreamConfigs(sc, cf.DLQMaxAge)...); err != nil {
 		return nil, err
 	}
 	metrics, err := consumers.NewMetrics(a.reg)

@@ -41,14 +41,7 @@ func TestOneWebhookIsOneTrace(t *testing.T) {
 	_, js := natstest.JetStream(t, srv)
 	ctx := context.Background()
 	sc := natsx.DefaultStreamConfig()
-	for _, c := range []string{natsx.RawStream, natsx.EnrichedStream, natsx.DLQStream} {
-		cfg := natsx.RawStreamConfig(sc)
-		switch c {
-		case natsx.EnrichedStream:
-			cfg = natsx.EnrichedStreamConfig(sc)
-		case natsx.DLQStream:
-			cfg = natsx.DLQStreamConfig(sc, 0)
-		}
+	for _, cfg := range natsx.StreamConfigs(sc, 0) {
 		if _, err := natsx.EnsureStream(ctx, js, cfg, nil); err != nil {
 			t.Fatal(err)
 		}

@@ -145,6 +145,12 @@ func DLQStreamConfig(c StreamConfig, maxAge time.Duration) jetstream.StreamConfi
 	}
 }
 
+// StreamConfigs are the three streams the consumer groups need: raw, enriched
+// and dead letters (kept for dlqMaxAge; 0 keeps them until purged).
+func StreamConfigs(c StreamConfig, dlqMaxAge time.Duration) []jetstream.StreamConfig {
+	return []jetstream.StreamConfig{RawStreamConfig(c), EnrichedStreamConfig(c), DLQStreamConfig(c, dlqMaxAge)}
+}
+
 // EnsureStream creates the stream or updates it to cfg; running it again with the
 // same configuration changes nothing. While a cluster is still electing its meta
 // leader the server answers "unavailable"; those answers are retried until ctx
