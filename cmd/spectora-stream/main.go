@@ -94,6 +94,20 @@ func main() {
 	err := kctx.Run(logger)
 	if err != nil && !errors.Is(err, context.Canceled) {
 		fmt.Fprintf(os.Stderr, "spectora-stream %s: %s\n", strings.Fields(kctx.Command())[0], err)
+		var ec exitCode
+		if errors.As(err, &ec) {
+			os.Exit(ec.code)
+		}
 		os.Exit(1)
 	}
 }
+
+// exitCode is an error that asks for a particular exit status, after the
+// command's deferred clean-up has run.
+type exitCode struct {
+	code int
+	err  error
+}
+
+func (e exitCode) Error() string { return e.err.Error() }
+func (e exitCode) Unwrap() error { return e.err }

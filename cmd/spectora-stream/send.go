@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"os"
 	"time"
 
 	"github.com/spectora-stream/spectora-stream/internal/webhook"
@@ -56,7 +55,7 @@ func (c *sendCmd) Run(ctx context.Context, _ *slog.Logger) error {
 	out, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	fmt.Printf("POST %s\nsvix-id: %s\nbody: %s\n\n%s\n%s\n", c.URL, msgID, body, resp.Status, bytes.TrimSpace(out))
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		os.Exit(2)
+		return exitCode{code: 2, err: fmt.Errorf("gateway answered %s", resp.Status)}
 	}
 	return nil
 }
