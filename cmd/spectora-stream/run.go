@@ -86,7 +86,9 @@ func run(ctx context.Context, log *slog.Logger, nf natsFlags, gf *gatewayFlags, 
 	if tel.Exporting {
 		log.Info("tracing enabled", "service", connName, "note", "OTEL_SERVICE_NAME overrides the service name")
 	}
-	gcfg.TracerProvider, gcfg.Propagator = tel.TracerProvider, tel.Propagator
+	if tel.Exporting {
+		gcfg.TracerProvider, gcfg.Propagator = tel.TracerProvider, tel.Propagator
+	}
 	a, err := openApp(ctx, log, nf, connName, publishTimeout)
 	if err != nil {
 		return err
