@@ -4,6 +4,8 @@
 package natstest
 
 import (
+	"context"
+	"fmt"
 	"net"
 	"sync"
 	"testing"
@@ -12,6 +14,12 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	spectorav1 "github.com/spectora-stream/spectora-stream/proto/spectora/v1"
+	"github.com/spectora-stream/spectora-stream/stream"
 )
 
 // Server starts a JetStream-enabled nats-server on 127.0.0.1 with a random port
@@ -113,4 +121,157 @@ func FreeAddr(t testing.TB) string {
 	}
 	t.Fatal("no free loopback port")
 	return ""
+}
+
+// Streams provisions the three streams and the record bucket, as the server
+// commands do at start-up, and returns the bucket.
+func Streams(t testing.TB, js jetstream.JetStream) jetstream.KeyValue {
+	t.Helper()
+	ctx := context.Background()
+	for _, cfg := range stream.Configs(stream.DefaultLimits(), 0) {
+		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: stream.RecordBucket, History: 1, TTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kv
+}
+
+// Event builds a raw event as the gateway stores it: the protobuf envelope
+// with the routing headers, on spectora.<resource>.<action>.
+func Event(id, eventType, recordID string) *nats.Msg {
+	route := stream.RouteFor(eventType)
+	ev := &spectorav1.WebhookEvent{
+		Id: id, Type: eventType, Resource: route.Resource, Action: route.Action, RecordId: recordID, Source: "default",
+		Subject: route.Subject(), ReceivedAt: timestamppb.Now(), SignedAt: timestamppb.Now(),
+		ContentType: "application/json", Body: []byte(fmt.Sprintf(`{"type":%q,"id":%q}`, eventType, recordID)),
+	}
+	data, err := proto.Marshal(ev)
+	if err != nil {
+		panic(err)
+	}
+	msg := nats.NewMsg(ev.Subject)
+	msg.Data = data
+	msg.Header.Set(stream.HeaderContentType, stream.ContentTypeWebhookEvent)
+	msg.Header.Set(stream.HeaderEventType, eventType)
+	msg.Header.Set(stream.HeaderRecordID, recordID)
+	msg.Header.Set(stream.HeaderSource, "default")
+	return msg
+}
+
+// Publish stores a raw event like the gateway does and returns its sequence.
+func Publish(t testing.TB, js jetstream.JetStream, id, eventType, recordID string) uint64 {
+	t.Helper()
+	ack, err := js.PublishMsg(context.Background(), Event(id, eventType, recordID), jetstream.WithMsgID(id), jetstream.WithExpectStream(stream.Raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ack.Sequence
+}
+
+// Runner is a group running in the background of a test.
+type Runner struct {
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// Run runs g until Stop or the end of the test.
+func Run(t testing.TB, g interface{ Run(context.Context) error }) *Runner {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &Runner{cancel: cancel, done: make(chan error, 1)}
+	go func() { r.done <- g.Run(ctx) }()
+	t.Cleanup(func() { _ = r.Stop() })
+	return r
+}
+
+// Stop cancels the run and returns what Run returned. Calling it twice is safe.
+func (r *Runner) Stop() error {
+	r.cancel()
+	err, ok := <-r.done
+	if ok {
+		close(r.done)
+	}
+	return err
+}
+
+// ConsumerInfo is the state of a durable consumer, or nil when it does not
+// exist (yet).
+func ConsumerInfo(t testing.TB, js jetstream.JetStream, streamName, durable string) *jetstream.ConsumerInfo {
+	t.Helper()
+	c, err := js.Consumer(context.Background(), streamName, durable)
+	if err != nil {
+		return nil
+	}
+	info, err := c.Info(context.Background())
+	if err != nil {
+		return nil
+	}
+	return info
+}
+
+// WaitDone waits until the durable consumer has settled every message of its
+// filter up to stream sequence seq: acknowledged (or terminated) through seq,
+// nothing pending, nothing awaiting an ack. Tests wait on this state instead
+// of sleeping and asserting that nothing else happened.
+func WaitDone(t testing.TB, js jetstream.JetStream, streamName, durable string, seq uint64) *jetstream.ConsumerInfo {
+	t.Helper()
+	var info *jetstream.ConsumerInfo
+	Eventually(t, 15*time.Second, fmt.Sprintf("consumer %s/%s settled through %d", streamName, durable, seq), func() bool {
+		info = ConsumerInfo(t, js, streamName, durable)
+		return info != nil && info.AckFloor.Stream >= seq && info.NumPending == 0 && info.NumAckPending == 0
+	})
+	return info
+}
+
+// StreamInfo is the state of a stream.
+func StreamInfo(t testing.TB, js jetstream.JetStream, name string) *jetstream.StreamInfo {
+	t.Helper()
+	s, err := js.Stream(context.Background(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info
+}
+
+// Metric returns the value of the counter or gauge name with exactly labels
+// in g, or 0 when there is no such series.
+func Metric(t testing.TB, g prometheus.Gatherer, name string, labels map[string]string) float64 {
+	t.Helper()
+	mfs, err := g.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	series:
+		for _, m := range mf.GetMetric() {
+			if len(m.GetLabel()) != len(labels) {
+				continue
+			}
+			for _, lp := range m.GetLabel() {
+				if labels[lp.GetName()] != lp.GetValue() {
+					continue series
+				}
+			}
+			switch {
+			case m.GetCounter() != nil:
+				return m.GetCounter().GetValue()
+			case m.GetGauge() != nil:
+				return m.GetGauge().GetValue()
+			case m.GetHistogram() != nil:
+				return float64(m.GetHistogram().GetSampleCount())
+			}
+		}
+	}
+	return 0
 }
