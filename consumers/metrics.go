@@ -1,17 +1,20 @@
 package consumers
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"context"
+	"time"
 
-// Metrics are the consumer runtime's and the enricher's Prometheus collectors,
-// shared by every group of a process.
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the consumer runtime's Prometheus collectors, shared by every
+// group of a process.
 type Metrics struct {
 	processed  *prometheus.CounterVec
 	duration   *prometheus.HistogramVec
 	pending    *prometheus.GaugeVec
 	ackPending *prometheus.GaugeVec
-	apiCalls   *prometheus.CounterVec
-	apiLatency *prometheus.HistogramVec
-	cache      *prometheus.CounterVec
 }
 
 // NewMetrics registers the collectors with reg.
@@ -34,24 +37,44 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "spectora_consumer_ack_pending_messages",
 			Help: "Messages delivered to the group and not yet acknowledged, sampled every 10 s.",
 		}, []string{"group"}),
-		apiCalls: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "spectora_api_requests_total",
-			Help: "HTTP requests to Spectora's API by resource and status code (or 'error' without a response).",
-		}, []string{"resource", "code"}),
-		apiLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "spectora_api_request_duration_seconds",
-			Help:    "Spectora API request latency.",
-			Buckets: prometheus.DefBuckets,
-		}, []string{"resource"}),
-		cache: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "spectora_record_cache_total",
-			Help: "Record look-ups by result: hit (fresh record in the shared KV bucket), stale (cached before the event, refetched), miss, coalesced (joined a fetch already running in this process).",
-		}, []string{"result"}),
 	}
-	for _, c := range []prometheus.Collector{m.processed, m.duration, m.pending, m.ackPending, m.apiCalls, m.apiLatency, m.cache} {
+	for _, c := range []prometheus.Collector{m.processed, m.duration, m.pending, m.ackPending} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
 	}
 	return m, nil
+}
+
+// Middleware records each delivery's handler time and, once settled, its
+// outcome. Groups run it when Config.Metrics is set.
+func (mt *Metrics) Middleware() Middleware {
+	return func(next Handler) Handler {
+		return func(ctx context.Context, m *Message) error {
+			start := time.Now()
+			err := next(ctx, m)
+			mt.duration.WithLabelValues(m.Group).Observe(time.Since(start).Seconds())
+			m.OnSettled(func(o Outcome) { mt.processed.WithLabelValues(m.Group, string(o)).Inc() })
+			return err
+		}
+	}
+}
+
+// sample updates the pending gauges every 10 s until quit closes.
+func (mt *Metrics) sample(cons jetstream.Consumer, group string, quit <-chan struct{}) {
+	t := time.NewTicker(10 * time.Second)
+	defer t.Stop()
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if info, err := cons.Info(ctx); err == nil {
+			mt.pending.WithLabelValues(group).Set(float64(info.NumPending))
+			mt.ackPending.WithLabelValues(group).Set(float64(info.NumAckPending))
+		}
+		cancel()
+		select {
+		case <-quit:
+			return
+		case <-t.C:
+		}
+	}
 }

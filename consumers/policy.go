@@ -3,53 +3,44 @@ package consumers
 import (
 	"errors"
 	"time"
+
+	"github.com/spectora-stream/spectora-stream/stream"
 )
 
-// Action is what the runtime does with a message after its handler ran.
-type Action int
+// Outcome is what the runtime did with a delivery, as in metrics and spans.
+type Outcome string
 
 const (
-	// ActionAck acknowledges: the group is done with the message.
-	ActionAck Action = iota
-	// ActionRetry naks with a delay: the message comes back later.
-	ActionRetry
-	// ActionDeadLetter stores the message in the DLQ, then terminates it.
-	ActionDeadLetter
+	// OutcomeAck: the group is done with the message.
+	OutcomeAck Outcome = "ack"
+	// OutcomeRetry: nak with a delay; the message comes back later.
+	OutcomeRetry Outcome = "retry"
+	// OutcomeDeadLettered: stored in the dead-letter stream, then terminated.
+	OutcomeDeadLettered Outcome = "dead_lettered"
+	// OutcomeDrained: handed back at shutdown, unprocessed; it is redelivered.
+	OutcomeDrained Outcome = "drained"
 )
 
-// String names the action as in metrics.
-func (a Action) String() string {
-	switch a {
-	case ActionAck:
-		return "ack"
-	case ActionRetry:
-		return "retry"
-	default:
-		return "dead_lettered"
-	}
-}
-
-// Decision is an action with its delay (for ActionRetry) and reason (for
-// ActionDeadLetter: "permanent" or "max_deliveries").
+// Decision is an outcome with its delay (OutcomeRetry) and reason
+// (OutcomeDeadLettered: stream.ReasonPermanent or stream.ReasonMaxDeliveries).
 type Decision struct {
-	Action Action
-	Delay  time.Duration
-	Reason string
+	Outcome Outcome
+	Delay   time.Duration
+	Reason  string
 }
 
 // Decide is the one ack policy: success → ack; a permanent error, or a failure
 // on the last allowed delivery → dead-letter; any other error → retry after
-// backoff[delivery-1] (the last entry repeats), or later if the error asks for
-// it (RetryAfterError). delivered counts from 1.
+// backoff[delivered-1] (the last entry repeats), or later if the error asks
+// for it (RetryAfterError). delivered counts from 1.
 func Decide(err error, delivered uint64, maxDeliver int, backoff []time.Duration) Decision {
-	if err == nil {
-		return Decision{Action: ActionAck}
-	}
-	if errors.Is(err, ErrPermanent) {
-		return Decision{Action: ActionDeadLetter, Reason: "permanent"}
-	}
-	if maxDeliver > 0 && delivered >= uint64(maxDeliver) {
-		return Decision{Action: ActionDeadLetter, Reason: "max_deliveries"}
+	switch {
+	case err == nil:
+		return Decision{Outcome: OutcomeAck}
+	case errors.Is(err, ErrPermanent):
+		return Decision{Outcome: OutcomeDeadLettered, Reason: stream.ReasonPermanent}
+	case errors.Is(err, errUnanswered), maxDeliver > 0 && delivered >= uint64(maxDeliver):
+		return Decision{Outcome: OutcomeDeadLettered, Reason: stream.ReasonMaxDeliveries}
 	}
 	var delay time.Duration
 	if len(backoff) > 0 {
@@ -60,5 +51,5 @@ func Decide(err error, delivered uint64, maxDeliver int, backoff []time.Duration
 	if errors.As(err, &ra) && ra.Delay > delay {
 		delay = ra.Delay
 	}
-	return Decision{Action: ActionRetry, Delay: delay}
+	return Decision{Outcome: OutcomeRetry, Delay: delay}
 }

@@ -1,4 +1,4 @@
-package consumers
+package consumers_test
 
 import (
 	"context"
@@ -9,16 +9,19 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/spectora-stream/spectora-stream/consumers"
 )
 
 // A failing delivery's CONSUMER span records the error with status Error, and
 // dead-lettering is a PRODUCER span under it.
 func TestFailedDeliveryIsRecordedOnItsSpan(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	rec := tracetest.NewSpanRecorder()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
-	e.start(t, Config{Name: "strict", Tracing: Tracing{Provider: tp}, Handler: func(context.Context, *Message) error {
-		return Permanent(errors.New("bad record"))
+	e.start(t, consumers.Config{Name: "strict", TracerProvider: tp, Handler: func(context.Context, *consumers.Message) error {
+		return consumers.Permanent(errors.New("bad record"))
 	}})
 	e.publish(t, "msg_span", "inspection.confirmed", "1")
 	var process, dlq sdktrace.ReadOnlySpan

@@ -1,8 +1,12 @@
 // Package deploy holds the deployment files of spectora-stream: Kubernetes
-// manifests (kustomize base, example overlay, a Jaeger example) and values for
-// the official NATS Helm chart with least-privilege users. It has no code; its
-// tests decode every manifest strictly into the upstream API types, check
-// them and docker-compose.yml against the binary's settings, and start a NATS
-// server with the Helm values' accounts to prove each user can do its job and
-// nothing more.
+// manifests (kustomize base, example overlay, a Jaeger example), values for
+// the official NATS Helm chart with least-privilege users, and the compose
+// stack's configuration. It has no code; its tests decode every manifest
+// strictly into the upstream API types and check them and
+// docker-compose.yml against the binary's settings.
+//
+// It is a module of its own, so the Kubernetes and Compose libraries its
+// tests use never enter the main module's graph. Run its tests with
+// `go -C deploy test ./...`. The NATS accounts in nats/values.yaml are tested
+// with a real server in the main module (internal/natsx).
 package deploy

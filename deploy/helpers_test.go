@@ -31,7 +31,10 @@ func binary(t *testing.T) string {
 			return
 		}
 		binPath = filepath.Join(dir, "spectora-stream")
-		out, err := exec.Command("go", "build", "-o", binPath, filepath.Join(root, "cmd", "spectora-stream")).CombinedOutput()
+		// The binary is in the main module, one directory up.
+		cmd := exec.Command("go", "build", "-o", binPath, "./cmd/spectora-stream")
+		cmd.Dir = root
+		out, err := cmd.CombinedOutput()
 		if err != nil {
 			binErr = &buildError{err: err, out: string(out)}
 		}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/spectora-stream/spectora-stream/internal/webhook"
+	"github.com/spectora-stream/spectora-stream/stream"
 )
 
 // BenchmarkWebhook measures the whole handler path over loopback HTTP: verify,
@@ -67,7 +68,7 @@ func BenchmarkVerifyAndEnvelope(b *testing.B) {
 			b.Fatal(err)
 		}
 		typ, id := fields.Extract(body)
-		if _, err := Message(Inbound{ID: hdrs.ID, Type: typ, RecordID: id, Source: DefaultSource, Route: RouteFor(typ), SignedAt: signedAt, ReceivedAt: now, Body: body}); err != nil {
+		if _, err := Message(Inbound{ID: hdrs.ID, Type: typ, RecordID: id, Source: DefaultSource, Route: stream.RouteFor(typ), SignedAt: signedAt, ReceivedAt: now, Body: body}); err != nil {
 			b.Fatal(err)
 		}
 	}

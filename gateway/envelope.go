@@ -8,8 +8,8 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/spectora-stream/spectora-stream/internal/natsx"
 	spectorav1 "github.com/spectora-stream/spectora-stream/proto/spectora/v1"
+	"github.com/spectora-stream/spectora-stream/stream"
 )
 
 // Inbound is one verified webhook with everything the envelope needs.
@@ -18,7 +18,7 @@ type Inbound struct {
 	Type        string
 	RecordID    string
 	Source      string
-	Route       Route
+	Route       stream.Route
 	SignedAt    time.Time
 	ReceivedAt  time.Time
 	ContentType string
@@ -52,14 +52,14 @@ func Message(in Inbound) (*nats.Msg, error) {
 	}
 	msg := nats.NewMsg(in.Route.Subject())
 	msg.Data = data
-	msg.Header.Set(natsx.HeaderMsgID, in.ID)
-	msg.Header.Set(natsx.HeaderContentType, natsx.ContentTypeWebhookEvent)
-	msg.Header.Set(natsx.HeaderSource, in.Source)
+	msg.Header.Set(stream.HeaderMsgID, in.ID)
+	msg.Header.Set(stream.HeaderContentType, stream.ContentTypeWebhookEvent)
+	msg.Header.Set(stream.HeaderSource, in.Source)
 	if in.Type != "" {
-		msg.Header.Set(natsx.HeaderEventType, natsx.HeaderValue(in.Type))
+		msg.Header.Set(stream.HeaderEventType, stream.HeaderValue(in.Type))
 	}
 	if in.RecordID != "" {
-		msg.Header.Set(natsx.HeaderRecordID, natsx.HeaderValue(in.RecordID))
+		msg.Header.Set(stream.HeaderRecordID, stream.HeaderValue(in.RecordID))
 	}
 	return msg, nil
 }

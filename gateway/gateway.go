@@ -11,17 +11,12 @@ import (
 	"math"
 	"net"
 	"strconv"
-	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/gofiber/contrib/otelfiber/v2"
 	"github.com/gofiber/fiber/v2"
-	"github.com/gofiber/fiber/v2/middleware/adaptor"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/propagation"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
@@ -29,8 +24,8 @@ import (
 	"go.opentelemetry.io/otel/trace/noop"
 	"golang.org/x/time/rate"
 
-	"github.com/spectora-stream/spectora-stream/internal/natsx"
 	"github.com/spectora-stream/spectora-stream/internal/telemetry"
+	"github.com/spectora-stream/spectora-stream/stream"
 )
 
 // Config configures the gateway. Zero values take the documented defaults.
@@ -60,6 +55,11 @@ type Config struct {
 	Stream string
 	// ReadTimeout, WriteTimeout and IdleTimeout are the HTTP server's timeouts.
 	ReadTimeout, WriteTimeout, IdleTimeout time.Duration
+	// Logger receives the gateway's logs; nil discards them.
+	Logger *slog.Logger
+	// Metrics counts requests by outcome, verification failures and publish
+	// latency; nil records nothing.
+	Metrics *Metrics
 	// TracerProvider traces requests, verification and publishes; nil turns
 	// tracing off. Propagator writes trace context into NATS headers; default
 	// W3C trace context and baggage.
@@ -87,7 +87,7 @@ func (c *Config) setDefaults() {
 		c.RateBurst = max(1, int(math.Ceil(2*c.RateLimit)))
 	}
 	if c.Stream == "" {
-		c.Stream = natsx.RawStream
+		c.Stream = stream.Raw
 	}
 	if c.ReadTimeout == 0 {
 		c.ReadTimeout = 10 * time.Second
@@ -98,8 +98,8 @@ func (c *Config) setDefaults() {
 	if c.IdleTimeout == 0 {
 		c.IdleTimeout = 90 * time.Second
 	}
-	if c.TracerProvider == nil {
-		c.TracerProvider = noop.NewTracerProvider()
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	if c.Propagator == nil {
 		c.Propagator = telemetry.Propagator()
@@ -169,29 +169,25 @@ type Health interface {
 	// Connected is a cheap check, made on every request: false answers 503 at
 	// once instead of waiting for a PubAck that cannot come.
 	Connected() bool
-	// Ready is the full readiness check behind /readyz.
-	Ready(ctx context.Context) error
 }
 
 // Gateway is the webhook ingest service.
 type Gateway struct {
-	cfg      Config
-	app      *fiber.App
-	js       Publisher
-	health   Health
-	sources  map[string]*source
-	limiter  *rate.Limiter
-	metrics  *metrics
-	log      *slog.Logger
-	tracer   trace.Tracer
-	draining atomic.Bool
+	cfg     Config
+	app     *fiber.App
+	js      Publisher
+	health  Health
+	sources map[string]*source
+	limiter *rate.Limiter
+	metrics *Metrics
+	log     *slog.Logger
+	tracer  trace.Tracer
 }
 
-// New validates cfg and builds the gateway. reg receives the gateway's metrics
-// and is what /metrics serves, so pass the process-wide registry.
-func New(cfg Config, js Publisher, health Health, reg *prometheus.Registry, logger *slog.Logger) (*Gateway, error) {
-	if js == nil || health == nil || reg == nil {
-		return nil, fmt.Errorf("%w: gateway.New needs a publisher, a health check and a registry", ErrBadConfig)
+// New validates cfg and builds the gateway; it serves nothing until Serve.
+func New(cfg Config, js Publisher, health Health) (*Gateway, error) {
+	if js == nil || health == nil {
+		return nil, fmt.Errorf("%w: gateway.New needs a publisher and a health check", ErrBadConfig)
 	}
 	traced := cfg.TracerProvider != nil
 	cfg.setDefaults()
@@ -202,16 +198,14 @@ func New(cfg Config, js Publisher, health Health, reg *prometheus.Registry, logg
 	if err != nil {
 		return nil, err
 	}
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
+	tp := cfg.TracerProvider
+	if tp == nil {
+		tp = noop.NewTracerProvider()
 	}
-	g := &Gateway{cfg: cfg, js: js, health: health, log: logger.With("component", "gateway"), sources: sources,
-		tracer: cfg.TracerProvider.Tracer(telemetry.ScopeName)}
+	g := &Gateway{cfg: cfg, js: js, health: health, log: cfg.Logger.With("component", "gateway"), sources: sources,
+		tracer: tp.Tracer(telemetry.ScopeName), metrics: cfg.Metrics}
 	if cfg.RateLimit > 0 {
 		g.limiter = rate.NewLimiter(rate.Limit(cfg.RateLimit), cfg.RateBurst)
-	}
-	if g.metrics, err = newMetrics(reg); err != nil {
-		return nil, fmt.Errorf("%w: register metrics: %v", ErrBadConfig, err)
 	}
 	g.app = fiber.New(fiber.Config{
 		AppName:               "spectora-stream gateway",
@@ -222,21 +216,19 @@ func New(cfg Config, js Publisher, health Health, reg *prometheus.Registry, logg
 		DisableStartupMessage: true,
 		ErrorHandler:          g.handleError,
 	})
-	// The HTTP server span of every webhook request; probes and scrapes are
-	// not traced. With tracing off the middleware is left out: even with a
-	// no-op provider it costs about a third of the refused-request rate.
+	// The HTTP server span of every webhook request. With tracing off the
+	// middleware is left out: even with a no-op provider it costs about a
+	// third of the refused-request rate.
 	if traced {
 		g.app.Use(otelfiber.Middleware(
 			otelfiber.WithTracerProvider(cfg.TracerProvider),
 			otelfiber.WithPropagators(cfg.Propagator),
-			otelfiber.WithNext(func(c *fiber.Ctx) bool { return !strings.HasPrefix(c.Path(), "/webhooks/") }),
 		))
 	}
+	// The webhook port serves webhooks only; metrics and probes are on the
+	// ops address.
 	g.app.Post("/webhooks/spectora", g.handleWebhook)
 	g.app.Post("/webhooks/spectora/:source", g.handleWebhook)
-	g.app.Get("/healthz", func(c *fiber.Ctx) error { return c.JSON(fiber.Map{"status": "ok"}) })
-	g.app.Get("/readyz", g.handleReady)
-	g.app.Get("/metrics", adaptor.HTTPHandler(promhttp.HandlerFor(reg, promhttp.HandlerOpts{})))
 	return g, nil
 }
 
@@ -248,14 +240,9 @@ func (g *Gateway) Serve(ln net.Listener) error {
 	return g.app.Listener(ln)
 }
 
-// SetDraining marks the gateway not ready, so load balancers stop sending new
-// requests before the listener closes. Requests still arriving are served.
-func (g *Gateway) SetDraining() { g.draining.Store(true) }
-
 // Shutdown stops accepting connections and waits, until ctx ends, for in-flight
 // requests to get their PubAck and answer. Call it before draining NATS.
 func (g *Gateway) Shutdown(ctx context.Context) error {
-	g.SetDraining()
 	return g.app.ShutdownWithContext(ctx)
 }
 
@@ -272,8 +259,8 @@ type accepted struct {
 
 func (g *Gateway) handleWebhook(c *fiber.Ctx) error {
 	received := time.Now()
-	g.metrics.inflight.Inc()
-	defer g.metrics.inflight.Dec()
+	g.metrics.inflightAdd(1)
+	defer g.metrics.inflightAdd(-1)
 
 	src := g.sources[DefaultSource]
 	if p := c.Params("source"); p != "" {
@@ -305,7 +292,7 @@ func (g *Gateway) handleWebhook(c *fiber.Ctx) error {
 		Type:        eventType,
 		RecordID:    recordID,
 		Source:      source,
-		Route:       RouteFor(eventType),
+		Route:       stream.RouteFor(eventType),
 		SignedAt:    signedAt,
 		ReceivedAt:  received,
 		ContentType: string(c.Request().Header.ContentType()),
@@ -323,11 +310,11 @@ func (g *Gateway) handleWebhook(c *fiber.Ctx) error {
 	switch {
 	case ack.Duplicate:
 		outcome = outcomeDuplicate
-	case in.Route == Unrouted:
+	case in.Route == stream.Unrouted:
 		outcome = outcomeUnrouted
 		g.log.WarnContext(ctx, "stored webhook whose event type could not be read", "subject", in.Route.Subject(), "id", in.ID, "seq", ack.Sequence, "source", source)
 	}
-	g.metrics.requests.WithLabelValues(outcome, source).Inc()
+	g.metrics.request(outcome, source)
 	g.log.DebugContext(ctx, "webhook stored", "id", in.ID, "type", in.Type, "subject", in.Route.Subject(), "seq", ack.Sequence, "duplicate", ack.Duplicate, "source", source)
 	return c.Status(fiber.StatusOK).JSON(accepted{
 		Stream:    ack.Stream,
@@ -376,7 +363,7 @@ func (g *Gateway) publish(ctx context.Context, msg *nats.Msg, in Inbound) (ack *
 	ctx, cancel := context.WithTimeout(ctx, g.cfg.PublishTimeout)
 	defer cancel()
 	start := time.Now()
-	defer func() { g.metrics.publish.Observe(time.Since(start).Seconds()) }()
+	defer func() { g.metrics.published(time.Since(start)) }()
 	fut, err := g.js.PublishMsgAsync(msg,
 		jetstream.WithMsgID(in.ID),
 		jetstream.WithExpectStream(g.cfg.Stream),
@@ -395,18 +382,6 @@ func (g *Gateway) publish(ctx context.Context, msg *nats.Msg, in Inbound) (ack *
 	case <-ctx.Done():
 		return nil, fmt.Errorf("%w: publish %s: no PubAck within %s", ErrPublishTimeout, msg.Subject, g.cfg.PublishTimeout)
 	}
-}
-
-func (g *Gateway) handleReady(c *fiber.Ctx) error {
-	if g.draining.Load() {
-		return c.Status(fiber.StatusServiceUnavailable).JSON(fiber.Map{"ready": false, "reason": "shutting down"})
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	if err := g.health.Ready(ctx); err != nil {
-		return c.Status(fiber.StatusServiceUnavailable).JSON(fiber.Map{"ready": false, "reason": err.Error()})
-	}
-	return c.JSON(fiber.Map{"ready": true})
 }
 
 // errorBody is the JSON body of every error answer. Code is stable; Message is
@@ -483,14 +458,14 @@ func (g *Gateway) handleError(c *fiber.Ctx, err error) error {
 	case fiber.StatusServiceUnavailable:
 		g.log.WarnContext(ctx, "webhook not stored; asked the sender to retry", "err", err, "source", source)
 	case fiber.StatusUnauthorized:
-		g.metrics.verifyFailure.WithLabelValues(cl.code).Inc()
+		g.metrics.verifyFailed(cl.code)
 		g.log.InfoContext(ctx, "webhook refused", "reason", cl.code, "source", source, "remote", c.IP())
 	case fiber.StatusRequestEntityTooLarge:
 		msg = fmt.Sprintf("body larger than HTTP_BODY_LIMIT (%d bytes)", g.cfg.BodyLimit)
 	}
 	// Only webhook endpoints count as requests; a scan of random paths does not.
 	if cl.outcome != outcomeNotFound || source != "" || errors.Is(err, ErrUnknownSource) {
-		g.metrics.requests.WithLabelValues(cl.outcome, source).Inc()
+		g.metrics.request(cl.outcome, source)
 	}
 	if cl.retryAfter {
 		wait := g.cfg.RetryAfter
@@ -507,5 +482,5 @@ func sanitizeForLog(s string) string {
 	if len(s) > 64 {
 		s = s[:64]
 	}
-	return natsx.HeaderValue(s)
+	return stream.HeaderValue(s)
 }

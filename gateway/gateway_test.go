@@ -25,6 +25,7 @@ import (
 	"github.com/spectora-stream/spectora-stream/internal/natsx"
 	"github.com/spectora-stream/spectora-stream/internal/webhook"
 	spectorav1 "github.com/spectora-stream/spectora-stream/proto/spectora/v1"
+	"github.com/spectora-stream/spectora-stream/stream"
 )
 
 // harness runs a real gateway on a loopback port against a real in-process
@@ -46,16 +47,19 @@ func newHarness(t testing.TB, mod func(*Config)) *harness {
 	h := &harness{srv: natstest.Server(t), secret: newSecret(t)}
 	h.nc, h.js = natstest.JetStream(t, h.srv, jetstream.WithPublishAsyncTimeout(5*time.Second))
 	var err error
-	h.stream, err = natsx.EnsureStream(context.Background(), h.js, natsx.RawStreamConfig(natsx.DefaultStreamConfig()), nil)
+	h.stream, err = natsx.EnsureStream(context.Background(), h.js, stream.RawConfig(stream.DefaultLimits()), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
+	h.reg = prometheus.NewRegistry()
 	cfg := Config{Secrets: []string{h.secret}}
+	if cfg.Metrics, err = NewMetrics(h.reg); err != nil {
+		t.Fatal(err)
+	}
 	if mod != nil {
 		mod(&cfg)
 	}
-	h.reg = prometheus.NewRegistry()
-	h.gw, err = New(cfg, h.js, natsx.NewHealth(&natsx.Conn{NC: h.nc}, h.js, natsx.RawStream), h.reg, nil)
+	h.gw, err = New(cfg, h.js, natsx.NewHealth(&natsx.Conn{NC: h.nc}, h.js))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,7 +148,7 @@ func TestWebhookStoredOnceWithHeadersAndEnvelope(t *testing.T) {
 	if err := json.Unmarshal(out, &ack); err != nil {
 		t.Fatal(err)
 	}
-	if ack.Stream != natsx.RawStream || ack.Sequence != 1 || ack.Duplicate || ack.Subject != "spectora.inspection.confirmed" {
+	if ack.Stream != stream.Raw || ack.Sequence != 1 || ack.Duplicate || ack.Subject != "spectora.inspection.confirmed" {
 		t.Fatalf("ack = %+v", ack)
 	}
 
@@ -168,11 +172,11 @@ func TestWebhookStoredOnceWithHeadersAndEnvelope(t *testing.T) {
 		t.Errorf("subject %q", raw.Subject)
 	}
 	wantHdr := map[string]string{
-		natsx.HeaderMsgID:       "msg_one",
-		natsx.HeaderEventType:   "inspection.confirmed",
-		natsx.HeaderRecordID:    "42",
-		natsx.HeaderSource:      DefaultSource,
-		natsx.HeaderContentType: natsx.ContentTypeWebhookEvent,
+		stream.HeaderMsgID:       "msg_one",
+		stream.HeaderEventType:   "inspection.confirmed",
+		stream.HeaderRecordID:    "42",
+		stream.HeaderSource:      DefaultSource,
+		stream.HeaderContentType: stream.ContentTypeWebhookEvent,
 	}
 	for k, v := range wantHdr {
 		// Exact-case lookups: NATS headers are case-sensitive.
@@ -323,38 +327,21 @@ func TestJetStreamDownAnswers503(t *testing.T) {
 		if status != http.StatusServiceUnavailable || hdr.Get("Retry-After") == "" {
 			t.Fatalf("status %d Retry-After %q, want 503 with Retry-After: %s", status, hdr.Get("Retry-After"), out)
 		}
-		resp, err := http.Get(h.url + "/readyz")
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusServiceUnavailable {
-			t.Fatalf("readyz %d while NATS is down", resp.StatusCode)
-		}
 	})
 	t.Run("stream missing", func(t *testing.T) {
 		h := newHarness(t, nil)
-		if err := h.js.DeleteStream(context.Background(), natsx.RawStream); err != nil {
+		if err := h.js.DeleteStream(context.Background(), stream.Raw); err != nil {
 			t.Fatal(err)
 		}
 		status, _, out := h.send(t, "/webhooks/spectora", h.secret, "msg_nostream", time.Now(), []byte(`{"type":"a.b"}`))
 		if status != http.StatusServiceUnavailable {
 			t.Fatalf("status %d, want 503: %s", status, out)
 		}
-		resp, err := http.Get(h.url + "/readyz")
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusServiceUnavailable {
-			t.Fatalf("readyz %d with the stream missing", resp.StatusCode)
-		}
 	})
 	t.Run("no ack in time", func(t *testing.T) {
 		h := newHarness(t, nil)
-		reg := prometheus.NewRegistry()
 		gw, err := New(Config{Secrets: []string{h.secret}, PublishTimeout: 100 * time.Millisecond},
-			silentPublisher{}, natsx.NewHealth(&natsx.Conn{NC: h.nc}, h.js, natsx.RawStream), reg, nil)
+			silentPublisher{}, natsx.NewHealth(&natsx.Conn{NC: h.nc}, h.js))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -395,7 +382,7 @@ func TestNamedSources(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := raw.Header.Get(natsx.HeaderSource); got != "acme" {
+	if got := raw.Header.Get(stream.HeaderSource); got != "acme" {
 		t.Fatalf("source header %q", got)
 	}
 	// The default secret does not open a named source, nor the reverse.
@@ -428,30 +415,31 @@ func TestRateLimit(t *testing.T) {
 	}
 }
 
-func TestHealthAndMetricsEndpoints(t *testing.T) {
+// The webhook port serves webhooks and nothing else; the outcomes are
+// counted in the metrics the ops address serves.
+func TestWebhookPortServesOnlyWebhooksAndCountsThem(t *testing.T) {
 	h := newHarness(t, nil)
-	for path, want := range map[string]int{"/healthz": 200, "/readyz": 200, "/metrics": 200} {
+	for _, path := range []string{"/metrics", "/healthz", "/readyz", "/"} {
 		resp, err := http.Get(h.url + path)
 		if err != nil {
 			t.Fatal(err)
 		}
-		b, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		if resp.StatusCode != want {
-			t.Fatalf("%s = %d: %s", path, resp.StatusCode, b)
-		}
-		if path == "/metrics" && !strings.Contains(string(b), "spectora_gateway_publish_duration_seconds") {
-			t.Fatalf("/metrics lacks the publish histogram")
+		if resp.StatusCode != http.StatusNotFound {
+			t.Fatalf("GET %s on the webhook port = %d, want 404", path, resp.StatusCode)
 		}
 	}
-	h.gw.SetDraining()
-	resp, err := http.Get(h.url + "/readyz")
-	if err != nil {
-		t.Fatal(err)
+	if status, _, out := h.send(t, "/webhooks/spectora", h.secret, "msg_m", time.Now(), []byte(`{"type":"a.b"}`)); status != 200 {
+		t.Fatalf("status %d: %s", status, out)
 	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusServiceUnavailable {
-		t.Fatalf("readyz while draining = %d", resp.StatusCode)
+	h.send(t, "/webhooks/spectora", newSecret(t), "msg_n", time.Now(), []byte(`{"type":"a.b"}`))
+	for outcome, want := range map[string]float64{"accepted": 1, "unauthorized": 1} {
+		if got := natstest.Metric(t, h.reg, "spectora_gateway_requests_total", map[string]string{"outcome": outcome, "source": "default"}); got != want {
+			t.Errorf("requests_total{outcome=%s} = %g, want %g", outcome, got, want)
+		}
+	}
+	if got := natstest.Metric(t, h.reg, "spectora_gateway_verification_failures_total", map[string]string{"reason": "invalid_signature"}); got != 1 {
+		t.Errorf("verification failures %g, want 1", got)
 	}
 }
 
@@ -485,7 +473,7 @@ func TestNewValidatesConfig(t *testing.T) {
 	secret := newSecret(t)
 	srv := natstest.Server(t)
 	nc, js := natstest.JetStream(t, srv)
-	health := natsx.NewHealth(&natsx.Conn{NC: nc}, js, natsx.RawStream)
+	health := natsx.NewHealth(&natsx.Conn{NC: nc}, js)
 	tests := []struct {
 		name    string
 		cfg     Config
@@ -500,7 +488,7 @@ func TestNewValidatesConfig(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := New(tt.cfg, js, health, prometheus.NewRegistry(), nil)
+			_, err := New(tt.cfg, js, health)
 			if !errors.Is(err, tt.wantErr) || !strings.Contains(fmt.Sprint(err), tt.setting) {
 				t.Fatalf("New() error = %v, want %v naming %s", err, tt.wantErr, tt.setting)
 			}

@@ -1,6 +1,10 @@
 package gateway
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
 
 // Request outcomes, the values of the "outcome" label.
 const (
@@ -15,16 +19,17 @@ const (
 	outcomeError       = "error"
 )
 
-// metrics are the gateway's Prometheus collectors.
-type metrics struct {
+// Metrics are the gateway's Prometheus collectors.
+type Metrics struct {
 	requests      *prometheus.CounterVec
 	verifyFailure *prometheus.CounterVec
 	publish       prometheus.Histogram
 	inflight      prometheus.Gauge
 }
 
-func newMetrics(reg prometheus.Registerer) (*metrics, error) {
-	m := &metrics{
+// NewMetrics registers the collectors with reg.
+func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
+	m := &Metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "spectora_gateway_requests_total",
 			Help: "Webhook requests by outcome: accepted, duplicate, unrouted (stored on spectora.unrouted.unknown), unauthorized, too_large, unavailable, rate_limited, not_found, error.",
@@ -49,4 +54,30 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}
 	}
 	return m, nil
+}
+
+// The methods below record nothing on a nil *Metrics (metrics off).
+
+func (m *Metrics) inflightAdd(d float64) {
+	if m != nil {
+		m.inflight.Add(d)
+	}
+}
+
+func (m *Metrics) request(outcome, source string) {
+	if m != nil {
+		m.requests.WithLabelValues(outcome, source).Inc()
+	}
+}
+
+func (m *Metrics) verifyFailed(reason string) {
+	if m != nil {
+		m.verifyFailure.WithLabelValues(reason).Inc()
+	}
+}
+
+func (m *Metrics) published(took time.Duration) {
+	if m != nil {
+		m.publish.Observe(took.Seconds())
+	}
 }

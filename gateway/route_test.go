@@ -2,45 +2,11 @@ package gateway
 
 import (
 	"regexp"
-	"strings"
 	"testing"
 	"unicode/utf8"
-)
 
-func TestRouteFor(t *testing.T) {
-	tests := []struct {
-		eventType string
-		want      string
-	}{
-		{"inspection.confirmed", "spectora.inspection.confirmed"},
-		{"agent.updated", "spectora.agent.updated"},
-		{"inspection.rescheduled", "spectora.inspection.rescheduled"},
-		{"Inspection.Confirmed", "spectora.inspection.confirmed"},
-		{"  client.deleted  ", "spectora.client.deleted"},
-		{"inspection.report.published", "spectora.inspection.report_published"},
-		{"a.b.c.d", "spectora.a.b_c_d"},
-		{"inspection.*", "spectora.inspection._"},
-		{"inspection.>", "spectora.inspection._"},
-		{"inspection.con firmed", "spectora.inspection.con_firmed"},
-		{"inspection..confirmed", "spectora.inspection.confirmed"},
-		{"ping", "spectora.ping.unknown"},
-		{"redrive.enricher", "spectora.redrive_.enricher"},
-		{"enriched.x", "spectora.enriched_.x"},
-		{"", "spectora.unrouted.unknown"},
-		{"...", "spectora.unrouted.unknown"},
-		{"   ", "spectora.unrouted.unknown"},
-		{"inspektion.bestätigt", "spectora.inspektion.best_tigt"},
-		{"agent-profile.updated_v2", "spectora.agent-profile.updated_v2"},
-		{"x." + strings.Repeat("y", 100), "spectora.x." + strings.Repeat("y", maxTokenLen)},
-	}
-	for _, tt := range tests {
-		t.Run(tt.eventType, func(t *testing.T) {
-			if got := RouteFor(tt.eventType).Subject(); got != tt.want {
-				t.Fatalf("RouteFor(%q) = %q, want %q", tt.eventType, got, tt.want)
-			}
-		})
-	}
-}
+	"github.com/spectora-stream/spectora-stream/stream"
+)
 
 func TestExtract(t *testing.T) {
 	tests := []struct {
@@ -75,18 +41,6 @@ func TestExtract(t *testing.T) {
 
 var subjectShape = regexp.MustCompile(`^spectora\.[a-z0-9_-]{1,64}\.[a-z0-9_-]{1,64}$`)
 
-func FuzzRouteFor(f *testing.F) {
-	for _, s := range []string{"inspection.confirmed", "", "a.b.c", "*.>", "x y.z", "ünïcode.ß", "...", "\x00.\xff"} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, eventType string) {
-		subj := RouteFor(eventType).Subject()
-		if !subjectShape.MatchString(subj) {
-			t.Fatalf("RouteFor(%q) = %q: not a safe three-token subject", eventType, subj)
-		}
-	})
-}
-
 func FuzzExtract(f *testing.F) {
 	f.Add([]byte(`{"type":"inspection.confirmed","id":42}`))
 	f.Add([]byte(`{"data":{"id":"x"},"event":"a.b"}`))
@@ -100,7 +54,7 @@ func FuzzExtract(f *testing.F) {
 		if typ != "" && !utf8.ValidString(typ) && utf8.Valid(body) {
 			t.Fatalf("invalid UTF-8 type %q from valid UTF-8 body", typ)
 		}
-		subj := RouteFor(typ).Subject()
+		subj := stream.RouteFor(typ).Subject()
 		if !subjectShape.MatchString(subj) {
 			t.Fatalf("unsafe subject %q", subj)
 		}

@@ -15,56 +15,58 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/spectora-stream/spectora-stream/internal/embedded"
 	"github.com/spectora-stream/spectora-stream/internal/natstest"
 	"github.com/spectora-stream/spectora-stream/internal/natsx"
 	"github.com/spectora-stream/spectora-stream/internal/webhook"
+	"github.com/spectora-stream/spectora-stream/stream"
 )
 
 func freeAddr(t *testing.T) string { return natstest.FreeAddr(t) }
 
-func testFlags(t *testing.T, store string) (natsFlags, gatewayFlags) {
+// testProcess is a gateway on an embedded server in store, with ports of
+// its own.
+func testProcess(t *testing.T, store string) process {
 	t.Helper()
 	key := make([]byte, 24)
 	_, _ = rand.Read(key)
-	nf := natsFlags{
-		StoreDir: store, Listen: "off", Replicas: 1, MaxAge: 168 * time.Hour, DupWindow: 24 * time.Hour,
-		MaxPending: 4000, ConnectTimeout: 5 * time.Second, SetupTimeout: 10 * time.Second,
+	return process{
+		name:     "test",
+		nats:     natsFlags{ConnectTimeout: 5 * time.Second},
+		embedded: embeddedFlags{StoreDir: store, Listen: "off"},
+		streams:  streamFlags{Replicas: 1, MaxAge: 168 * time.Hour, Duplicates: 24 * time.Hour, SetupTimeout: 10 * time.Second},
+		ops:      opsFlags{MetricsAddr: freeAddr(t)},
+		gateway: &gatewayFlags{
+			HTTPAddr: freeAddr(t), Secret: "whsec_" + base64.StdEncoding.EncodeToString(key),
+			TypeFields: "type", IDFields: "id", BodyLimit: 1 << 19, MaxPending: 4000,
+			PublishTimeout: 5 * time.Second, RetryAfter: 5 * time.Second, ShutdownTimeout: 10 * time.Second,
+		},
 	}
-	gf := gatewayFlags{
-		HTTPAddr: freeAddr(t), Secret: "whsec_" + base64.StdEncoding.EncodeToString(key),
-		TypeFields: []string{"type"}, IDFields: []string{"id"}, BodyLimit: 1 << 20,
-		PublishTimeout: 5 * time.Second, RetryAfter: 5 * time.Second, ShutdownTimeout: 10 * time.Second,
-	}
-	return nf, gf
 }
 
-// startServe runs the serve wiring until the returned stop is called.
-func startServe(t *testing.T, nf natsFlags, gf gatewayFlags) (stop func() error) {
+// startServe runs the process until the returned stop is called, once its
+// ops address reports ready.
+func startServe(t *testing.T, p process) (stop func() error) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	log := slog.New(slog.DiscardHandler)
-	go func() { done <- run(ctx, log, nf, &gf, nil, "test", "") }()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		resp, err := http.Get("http://" + gf.HTTPAddr + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				break
-			}
-		}
+	go func() { done <- run(ctx, slog.New(slog.DiscardHandler), p) }()
+	natstest.Eventually(t, 15*time.Second, "ready on the ops address", func() bool {
 		select {
 		case err := <-done:
 			t.Fatalf("serve exited early: %v", err)
 		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("gateway never became ready")
+		resp, err := http.Get("http://" + p.ops.MetricsAddr + "/readyz")
+		if err != nil {
+			return false
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return func() error { cancel(); return <-done }
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+	var once sync.Once
+	var err error
+	return func() error { once.Do(func() { cancel(); err = <-done }); return err }
 }
 
 // Every webhook answered 2xx before a SIGTERM is still in the stream after a
@@ -72,8 +74,9 @@ func startServe(t *testing.T, nf natsFlags, gf gatewayFlags) (stop func() error)
 // the embedded server cleanly.
 func TestServeShutdownLosesNoAcknowledgedWebhook(t *testing.T) {
 	store := t.TempDir()
-	nf, gf := testFlags(t, store)
-	stop := startServe(t, nf, gf)
+	p := testProcess(t, store)
+	gf := p.gateway
+	stop := startServe(t, p)
 	signer, err := webhook.NewSigner(gf.Secret)
 	if err != nil {
 		t.Fatal(err)
@@ -124,13 +127,18 @@ func TestServeShutdownLosesNoAcknowledgedWebhook(t *testing.T) {
 	}
 
 	// Reopen the same store and look for every acknowledged ID.
-	conn, err := natsx.Open(context.Background(), nf.config("check"), nil)
+	emb, err := embedded.Start(embedded.Config{StoreDir: store}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer emb.Shutdown()
+	conn, err := natsx.Open(context.Background(), natsx.Config{Name: "check", InProcess: emb.InProcess()}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close()
 	js, _ := jetstream.New(conn.NC)
-	s, err := js.Stream(context.Background(), natsx.RawStream)
+	s, err := js.Stream(context.Background(), stream.Raw)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,7 +149,7 @@ func TestServeShutdownLosesNoAcknowledgedWebhook(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		stored[m.Header.Get(natsx.HeaderMsgID)] = true
+		stored[m.Header.Get(stream.HeaderMsgID)] = true
 	}
 	mu.Lock()
 	defer mu.Unlock()
@@ -159,31 +167,42 @@ func TestServeShutdownLosesNoAcknowledgedWebhook(t *testing.T) {
 func TestServeRefusesBadSettingsNamingThem(t *testing.T) {
 	tests := []struct {
 		name    string
-		mod     func(*natsFlags, *gatewayFlags)
+		mod     func(*process)
 		setting string
 	}{
-		{"no secret", func(_ *natsFlags, g *gatewayFlags) { g.Secret = "" }, "SPECTORA_WEBHOOK_SECRET"},
-		{"blank secret", func(_ *natsFlags, g *gatewayFlags) { g.Secret = " , " }, "SPECTORA_WEBHOOK_SECRET"},
-		{"bad secret", func(_ *natsFlags, g *gatewayFlags) { g.Secret = "whsec_short" }, "SPECTORA_WEBHOOK_SECRET"},
-		{"bad sources", func(_ *natsFlags, g *gatewayFlags) { g.Sources = "Bad Name=whsec_x" }, "SPECTORA_WEBHOOK_SOURCES"},
-		{"dup window over max age", func(n *natsFlags, _ *gatewayFlags) { n.DupWindow = 200 * time.Hour }, "NATS_DUPLICATE_WINDOW"},
-		{"replicas", func(n *natsFlags, _ *gatewayFlags) { n.Replicas = 0 }, "NATS_STREAM_REPLICAS"},
-		{"unreachable NATS_URL", func(n *natsFlags, _ *gatewayFlags) {
-			n.URL = "nats://user:pw@" + freeAddr(t)
-			n.ConnectTimeout = time.Second
+		{"no secret", func(p *process) { p.gateway.Secret = "" }, "SPECTORA_WEBHOOK_SECRET"},
+		{"blank secret", func(p *process) { p.gateway.Secret = " , " }, "SPECTORA_WEBHOOK_SECRET"},
+		{"bad secret", func(p *process) { p.gateway.Secret = "whsec_short" }, "SPECTORA_WEBHOOK_SECRET"},
+		{"bad sources", func(p *process) { p.gateway.Sources = "Bad Name=whsec_x" }, "SPECTORA_WEBHOOK_SOURCES"},
+		{"dup window over max age", func(p *process) { p.streams.Duplicates = 200 * time.Hour }, "NATS_DUPLICATE_WINDOW"},
+		{"replicas", func(p *process) { p.streams.Replicas = 0 }, "NATS_STREAM_REPLICAS"},
+		{"max pending", func(p *process) { p.gateway.MaxPending = 0 }, "NATS_PUBLISH_MAX_PENDING"},
+		{"unreachable NATS_URL", func(p *process) {
+			p.nats.URL = "nats://user:pw@" + freeAddr(t)
+			p.nats.ConnectTimeout = time.Second
 		}, "NATS_URL"},
-		{"bad NATS_LISTEN", func(n *natsFlags, _ *gatewayFlags) { n.Listen = "nohostport" }, "NATS_LISTEN"},
+		{"bad NATS_LISTEN", func(p *process) { p.embedded.Listen = "nohostport" }, "NATS_LISTEN"},
+		{"bad METRICS_ADDR", func(p *process) { p.ops.MetricsAddr = "nohostport" }, "METRICS_ADDR"},
+		{"bad groups", func(p *process) {
+			c := testConsumerFlags(t, "http://127.0.0.1:1")
+			c.Groups = "enricher,crm"
+			p.consumers = &c
+		}, "CONSUMER_GROUPS"},
+		{"bad API URL", func(p *process) {
+			c := testConsumerFlags(t, "https://bob:s3cret@exa mple.com")
+			p.consumers = &c
+		}, "SPECTORA_API_URL"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			nf, gf := testFlags(t, t.TempDir())
-			tt.mod(&nf, &gf)
-			err := run(context.Background(), slog.New(slog.DiscardHandler), nf, &gf, nil, "test", "")
+			p := testProcess(t, t.TempDir())
+			tt.mod(&p)
+			err := run(context.Background(), slog.New(slog.DiscardHandler), p)
 			if err == nil || !strings.Contains(err.Error(), tt.setting) {
 				t.Fatalf("error %v, want one naming %s", err, tt.setting)
 			}
-			if strings.Contains(err.Error(), ":pw@") {
-				t.Fatalf("error leaks the NATS password: %v", err)
+			if strings.Contains(err.Error(), ":pw@") || strings.Contains(err.Error(), "s3cret") {
+				t.Fatalf("error leaks a password: %v", err)
 			}
 		})
 	}

@@ -8,10 +8,10 @@ import (
 	"time"
 )
 
-// healthcheckCmd probes a running gateway; the container image has no shell or
+// healthcheckCmd probes a running process (by default its ops address); the container image has no shell or
 // curl, so its HEALTHCHECK runs the binary itself.
 type healthcheckCmd struct {
-	URL     string        `name:"url" default:"http://127.0.0.1:8080/readyz" help:"URL that must answer 200."`
+	URL     string        `name:"url" default:"http://127.0.0.1:9090/readyz" help:"URL that must answer 200."`
 	Timeout time.Duration `name:"timeout" default:"3s" help:"Request timeout."`
 }
 

@@ -167,13 +167,13 @@ exporters:
 	waitHTTP(t, "Jaeger's query API", "http://"+query+"/api/services")
 
 	secret := "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
-	apiAddr, natsAddr, httpAddr, metricsAddr := freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
-	startProcess(t, "sim", bin, []string{"SPECTORA_API_TOKEN=sim-token"}, "sim", "--rate", "0", "--api-addr", apiAddr)
+	apiAddr, natsAddr, httpAddr, metricsAddr, gwOps := freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
+	startProcess(t, "sim", bin, []string{"SPECTORA_API_TOKEN=sim-token", "SIM_RATE=0", "SIM_API_ADDR=" + apiAddr}, "sim")
 	common := []string{"OTEL_BSP_SCHEDULE_DELAY=200", "LOG_LEVEL=debug"}
 	startProcess(t, "gateway", bin, append(common,
 		"SPECTORA_WEBHOOK_SECRET="+secret, "NATS_STORE_DIR="+filepath.Join(dir, "nats"), "NATS_LISTEN="+natsAddr,
-		"HTTP_ADDR="+httpAddr, "OTEL_EXPORTER_OTLP_ENDPOINT=http://"+otlpHTTP, "OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf"), "gateway")
-	waitHTTP(t, "the gateway", "http://"+httpAddr+"/readyz")
+		"HTTP_ADDR="+httpAddr, "METRICS_ADDR="+gwOps, "OTEL_EXPORTER_OTLP_ENDPOINT=http://"+otlpHTTP, "OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf"), "gateway")
+	waitHTTP(t, "the gateway", "http://"+gwOps+"/readyz")
 	startProcess(t, "consumers", bin, append(common,
 		"NATS_URL=nats://"+natsAddr, "METRICS_ADDR="+metricsAddr, "SPECTORA_API_URL=http://"+apiAddr,
 		"SPECTORA_API_TOKEN=sim-token", "AUDIT_LOG="+filepath.Join(dir, "audit.jsonl"),

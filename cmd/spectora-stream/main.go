@@ -5,8 +5,9 @@
 //	spectora-stream consumers   the built-in consumer groups alone
 //	spectora-stream dlq         list, show, redrive and purge dead letters
 //	spectora-stream replay      make a group reprocess history
-//	spectora-stream send      sign and post one webhook, to try the gateway
-//	spectora-stream bench     load-test the gateway with signed webhooks
+//	spectora-stream sim         a simulated Spectora: fake API and webhook sender
+//	spectora-stream send        sign and post one webhook, to try the gateway
+//	spectora-stream bench       load-test the gateway with signed webhooks
 //
 // Every setting is a flag and an environment variable; `--help` on any command
 // lists them.
@@ -36,13 +37,13 @@ type cli struct {
 
 	Serve       serveCmd       `cmd:"" help:"Run the gateway and the built-in consumer groups on the embedded JetStream server, or on NATS_URL when set. The main job."`
 	Gateway     gatewayCmd     `cmd:"" help:"Run the webhook gateway alone: verify Svix signatures and store each webhook in JetStream."`
-	Consumers   consumersCmd   `cmd:"" help:"Run the built-in consumer groups alone (enricher, audit), with /metrics on METRICS_ADDR."`
+	Consumers   consumersCmd   `cmd:"" help:"Run the built-in consumer groups alone (enricher, audit)."`
 	DLQ         dlqCmd         `cmd:"" name:"dlq" help:"Inspect and act on dead letters: list, show, redrive, purge."`
 	Replay      replayCmd      `cmd:"" help:"Make a consumer group reprocess its stream from a time or a sequence."`
 	Sim         simCmd         `cmd:"" help:"Simulate Spectora: a fake API (JSON:API records) and a Svix-faithful webhook sender with retries."`
 	Send        sendCmd        `cmd:"" help:"Sign one webhook with SPECTORA_WEBHOOK_SECRET through the svix library and POST it to the gateway."`
 	Bench       benchCmd       `cmd:"" help:"Load-test the gateway with uniquely IDed, correctly signed webhooks and print rate and latency."`
-	Healthcheck healthcheckCmd `cmd:"" help:"Exit 0 when a running gateway answers 200 on /readyz (for container health checks)."`
+	Healthcheck healthcheckCmd `cmd:"" help:"Exit 0 when a URL (by default the ops address's /readyz) answers 200; for container health checks."`
 	Version     versionCmd     `cmd:"" help:"Print the version."`
 }
 
@@ -111,3 +112,9 @@ type exitCode struct {
 
 func (e exitCode) Error() string { return e.err.Error() }
 func (e exitCode) Unwrap() error { return e.err }
+
+// usageError is a command-line mistake: the command was called wrongly.
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }

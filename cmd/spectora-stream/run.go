@@ -2,171 +2,386 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
+	"sync"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/spectora-stream/spectora-stream/consumers"
+	"github.com/spectora-stream/spectora-stream/enrich"
 	"github.com/spectora-stream/spectora-stream/gateway"
+	"github.com/spectora-stream/spectora-stream/internal/audit"
+	"github.com/spectora-stream/spectora-stream/internal/embedded"
 	"github.com/spectora-stream/spectora-stream/internal/natsx"
-	"github.com/spectora-stream/spectora-stream/internal/telemetry"
+	"github.com/spectora-stream/spectora-stream/internal/ops"
+	"github.com/spectora-stream/spectora-stream/internal/telemetry/otlp"
+	"github.com/spectora-stream/spectora-stream/spectora"
+	"github.com/spectora-stream/spectora-stream/stream"
 )
 
 type serveCmd struct {
 	NATS      natsFlags     `embed:""`
+	Embedded  embeddedFlags `embed:""`
+	Streams   streamFlags   `embed:""`
+	Ops       opsFlags      `embed:""`
 	Gateway   gatewayFlags  `embed:""`
 	Consumers consumerFlags `embed:""`
 }
 
 // Run runs the gateway and the built-in consumer groups in one process.
 func (c *serveCmd) Run(ctx context.Context, log *slog.Logger) error {
-	return run(ctx, log, c.NATS, &c.Gateway, &c.Consumers, "spectora-stream", "")
+	return run(ctx, log, process{name: "spectora-stream", nats: c.NATS, embedded: c.Embedded, streams: c.Streams,
+		ops: c.Ops, gateway: &c.Gateway, consumers: &c.Consumers})
 }
 
 type gatewayCmd struct {
-	NATS    natsFlags    `embed:""`
-	Gateway gatewayFlags `embed:""`
+	NATS     natsFlags     `embed:""`
+	Embedded embeddedFlags `embed:""`
+	Streams  streamFlags   `embed:""`
+	Ops      opsFlags      `embed:""`
+	Gateway  gatewayFlags  `embed:""`
 }
 
 // Run runs the gateway alone.
 func (c *gatewayCmd) Run(ctx context.Context, log *slog.Logger) error {
-	return run(ctx, log, c.NATS, &c.Gateway, nil, "spectora-gateway", "")
+	return run(ctx, log, process{name: "spectora-gateway", nats: c.NATS, embedded: c.Embedded, streams: c.Streams,
+		ops: c.Ops, gateway: &c.Gateway})
 }
 
 type consumersCmd struct {
-	NATS        natsFlags     `embed:""`
-	Consumers   consumerFlags `embed:""`
-	MetricsAddr string        `name:"metrics-addr" env:"METRICS_ADDR" default:":9090" help:"Address serving /metrics, /healthz and /readyz when consumers run without the gateway (${env})."`
+	NATS      natsFlags     `embed:""`
+	Embedded  embeddedFlags `embed:""`
+	Streams   streamFlags   `embed:""`
+	Ops       opsFlags      `embed:""`
+	Consumers consumerFlags `embed:""`
 }
 
-// Run runs the built-in consumer groups alone, with their own metrics listener.
+// Run runs the built-in consumer groups alone.
 func (c *consumersCmd) Run(ctx context.Context, log *slog.Logger) error {
-	return run(ctx, log, c.NATS, nil, &c.Consumers, "spectora-consumers", c.MetricsAddr)
+	return run(ctx, log, process{name: "spectora-consumers", nats: c.NATS, embedded: c.Embedded, streams: c.Streams,
+		ops: c.Ops, consumers: &c.Consumers})
 }
 
-// run wires what the command asks for, serves until ctx ends, then shuts down
-// in order: gateway (not ready, stop accepting, finish in-flight), consumer
-// groups (stop pulling, finish or hand back), NATS drain, embedded server.
-// metricsAddr, when set, serves the consumers' metrics and probes on their own
-// listener (the gateway serves them on HTTP_ADDR).
-func run(ctx context.Context, log *slog.Logger, nf natsFlags, gf *gatewayFlags, cf *consumerFlags, connName, metricsAddr string) error {
-	publishTimeout := 5 * time.Second
+// process is what one server command runs: the gateway, the groups or both.
+type process struct {
+	name      string
+	nats      natsFlags
+	embedded  embeddedFlags
+	streams   streamFlags
+	ops       opsFlags
+	gateway   *gatewayFlags
+	consumers *consumerFlags
+}
+
+// validate checks every setting before anything starts.
+func (p process) validate() (gateway.Config, error) {
+	if err := p.streams.validate(); err != nil {
+		return gateway.Config{}, err
+	}
 	var gcfg gateway.Config
-	if gf != nil {
+	if p.gateway != nil {
 		var err error
-		if gcfg, err = gf.config(); err != nil {
-			return err
-		}
-		if err := gcfg.Validate(); err != nil {
-			return err
-		}
-		publishTimeout = gf.PublishTimeout
-	}
-	if cf != nil {
-		if err := cf.validate(); err != nil {
-			return err
+		if gcfg, err = p.gateway.config(); err != nil {
+			return gateway.Config{}, err
 		}
 	}
-	tel, err := telemetry.Setup(ctx, connName, buildVersion())
+	if p.consumers != nil {
+		if err := p.consumers.validate(); err != nil {
+			return gateway.Config{}, err
+		}
+	}
+	return gcfg, nil
+}
+
+// run wires what the process asks for, serves until ctx ends or a part fails,
+// then shuts down in order: not ready; the gateway stops accepting and
+// finishes in-flight requests (each waits for its PubAck); the groups stop
+// pulling and finish or hand back their messages; listeners close; NATS
+// drains; the embedded server stops; spans are flushed.
+func run(ctx context.Context, log *slog.Logger, p process) (err error) {
+	gcfg, err := p.validate()
+	if err != nil {
+		return err
+	}
+	tel, err := otlp.Setup(ctx, p.name, buildVersion())
 	if err != nil {
 		return err
 	}
 	defer func() {
-		// Flush spans last, after the groups and the gateway have finished.
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		if err := tel.Shutdown(sctx); err != nil {
-			log.Warn("flushing spans", "err", err)
+		if serr := tel.Shutdown(sctx); serr != nil {
+			log.Warn("flushing spans", "err", serr)
 		}
 	}()
-	if tel.Exporting {
-		log.Info("tracing enabled", "service", connName, "note", "OTEL_SERVICE_NAME overrides the service name")
+	if tel.TracerProvider != nil {
+		log.Info("tracing enabled", "service", p.name, "note", "OTEL_SERVICE_NAME overrides the service name")
 	}
-	if tel.Exporting {
-		gcfg.TracerProvider, gcfg.Propagator = tel.TracerProvider, tel.Propagator
+
+	// NATS: the embedded server, or NATS_URL.
+	ncfg := p.nats.config(p.name)
+	if p.nats.URL == "" {
+		emb, err := embedded.Start(embedded.Config{StoreDir: p.embedded.StoreDir, Listen: p.embedded.listen()}, log)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			emb.Shutdown()
+			log.Info("embedded JetStream server stopped")
+		}()
+		log.Info("embedded JetStream server started", "store_dir", p.embedded.StoreDir, "client_url", emb.ClientURL())
+		ncfg.InProcess = emb.InProcess()
 	}
-	a, err := openApp(ctx, log, nf, connName, publishTimeout)
+	conn, err := natsx.Open(ctx, ncfg, log)
 	if err != nil {
 		return err
 	}
-	a.tracing = consumers.Tracing{Provider: tel.TracerProvider, Propagator: tel.Propagator}
-	defer a.close()
+	defer conn.Close()
+	var jsOpts []jetstream.JetStreamOpt
+	if p.gateway != nil {
+		jsOpts = p.gateway.jetStreamOpts()
+	}
+	js, err := jetstream.New(conn.NC, jsOpts...)
+	if err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
 
-	var (
-		gw     *runningGateway
-		cons   *runningConsumers
-		served <-chan error
-	)
-	if gf != nil {
-		if gf.PprofAddr != "" {
-			if err := servePprof(gf.PprofAddr, log); err != nil {
-				return err
-			}
-		}
-		if gw, err = startGateway(ctx, a, nf, *gf, gcfg); err != nil {
+	// Streams, then readiness and the ops listener.
+	limits := p.streams.limits()
+	cfgs := []jetstream.StreamConfig{stream.RawConfig(limits)}
+	if p.consumers != nil {
+		cfgs = stream.Configs(limits, p.consumers.DLQMaxAge)
+	}
+	setupCtx, cancel := context.WithTimeout(ctx, p.streams.SetupTimeout)
+	defer cancel()
+	var names []string
+	for _, c := range cfgs {
+		if _, err := natsx.EnsureStream(setupCtx, js, c, log); err != nil {
 			return err
 		}
-		served = gw.served
+		names = append(names, c.Name)
 	}
-	if cf != nil {
-		if cons, err = startConsumers(ctx, a, nf, *cf); err != nil {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	ready := ops.NewReadiness(natsx.NewHealth(conn, js, names...).Ready, time.Second)
+	opsSrv, err := ops.Listen("METRICS_ADDR", p.ops.MetricsAddr, ops.Handler(ops.Options{Gatherer: reg, Readiness: ready}), log)
+	if err != nil {
+		return err
+	}
+	defer shutdownListener(log, "METRICS_ADDR", opsSrv)
+	if p.ops.PprofAddr != "" {
+		pprofSrv, err := ops.Listen("PPROF_ADDR", p.ops.PprofAddr, ops.Handler(ops.Options{Gatherer: reg, Readiness: ready, Pprof: true}), log)
+		if err != nil {
+			return err
+		}
+		defer shutdownListener(log, "PPROF_ADDR", pprofSrv)
+	}
+
+	// The parts, each reporting a failure on failed.
+	failed := make(chan error, 8)
+	var gw *runningGateway
+	if p.gateway != nil {
+		gcfg.Logger, gcfg.TracerProvider, gcfg.Propagator = log, tel.TracerProvider, tel.Propagator
+		if gcfg.Metrics, err = gateway.NewMetrics(reg); err != nil {
+			return err
+		}
+		if gw, err = startGateway(gcfg, js, conn, *p.gateway, failed, log); err != nil {
+			return err
+		}
+	}
+	var groups *runningGroups
+	if p.consumers != nil {
+		groups, err = startGroups(ctx, js, reg, tel, *p.consumers, p.streams.Replicas, failed, log)
+		if err != nil {
 			if gw != nil {
-				gw.stop(a)
+				gw.stop(js, ready, log)
 			}
 			return err
 		}
-		if metricsAddr != "" {
-			if err := serveMetrics(metricsAddr, a, log); err != nil {
-				cons.stop(a)
-				return err
-			}
-		}
 	}
 
-	var stopErr error
 	select {
-	case err := <-served:
-		// The listener died: nothing to drain on the HTTP side, but the groups
-		// still finish or hand back their messages before NATS closes.
-		stopErr = fmt.Errorf("HTTP server stopped: %w", err)
-		gw = nil
+	case err = <-failed:
+		log.Error("shutting down: a part failed", "err", err)
 	case <-ctx.Done():
+		log.Info("shutting down")
 	}
-	log.Info("shutting down")
+	ready.SetDraining()
 	if gw != nil {
-		gw.stop(a)
+		gw.stop(js, ready, log)
 	}
-	if cons != nil {
-		cons.stop(a)
+	if groups != nil {
+		groups.stop(log)
 	}
-	return stopErr
+	return err
 }
 
-// serveMetrics serves /metrics, /healthz and /readyz for the consumers command.
-func serveMetrics(addr string, a *app, log *slog.Logger) error {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return fmt.Errorf("METRICS_ADDR %q: %w", addr, err)
+func shutdownListener(log *slog.Logger, setting string, s *ops.Server) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := s.Shutdown(ctx); err != nil {
+		log.Warn("closing listener", "setting", setting, "err", err)
 	}
-	health := natsx.NewHealth(a.conn, a.js, natsx.RawStream, natsx.EnrichedStream, natsx.DLQStream)
-	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{}))
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte(`{"status":"ok"}`)) })
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-		defer cancel()
-		if err := health.Ready(ctx); err != nil {
-			http.Error(w, fmt.Sprintf(`{"ready":false,"reason":%q}`, err.Error()), http.StatusServiceUnavailable)
-			return
+}
+
+// runningGateway is a serving gateway.
+type runningGateway struct {
+	gw     *gateway.Gateway
+	served chan error
+	flags  gatewayFlags
+}
+
+func startGateway(cfg gateway.Config, js jetstream.JetStream, conn *natsx.Conn, gf gatewayFlags, failed chan<- error, log *slog.Logger) (*runningGateway, error) {
+	gw, err := gateway.New(cfg, js, conn)
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", gf.HTTPAddr)
+	if err != nil {
+		return nil, fmt.Errorf("HTTP_ADDR %q: %w", gf.HTTPAddr, err)
+	}
+	r := &runningGateway{gw: gw, served: make(chan error, 1), flags: gf}
+	go func() {
+		err := gw.Serve(ln)
+		r.served <- err
+		if err != nil && !errors.Is(err, net.ErrClosed) {
+			failed <- fmt.Errorf("HTTP server: %w", err)
 		}
-		_, _ = w.Write([]byte(`{"ready":true}`))
-	})
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	go func() { _ = srv.Serve(ln) }()
-	log.Info("consumer metrics listening", "addr", ln.Addr().String())
-	return nil
+	}()
+	log.Info("gateway listening", "addr", ln.Addr().String(), "webhook", "POST /webhooks/spectora", "stream", stream.Raw)
+	return r, nil
+}
+
+// stop: not ready, wait SHUTDOWN_DELAY, stop accepting, finish in-flight
+// requests (each waits for its PubAck), then make sure no publish is pending.
+func (r *runningGateway) stop(js jetstream.JetStream, ready *ops.Readiness, log *slog.Logger) {
+	ready.SetDraining()
+	log.Info("gateway draining", "delay", r.flags.ShutdownDelay.String(), "timeout", r.flags.ShutdownTimeout.String())
+	time.Sleep(r.flags.ShutdownDelay)
+	ctx, cancel := context.WithTimeout(context.Background(), r.flags.ShutdownTimeout)
+	defer cancel()
+	if err := r.gw.Shutdown(ctx); err != nil {
+		log.Warn("in-flight requests did not finish in time", "err", err)
+	}
+	select {
+	case <-js.PublishAsyncComplete():
+	case <-ctx.Done():
+		log.Warn("publishes still awaiting a PubAck at shutdown", "pending", js.PublishAsyncPending())
+	}
+	if err := <-r.served; err != nil && !errors.Is(err, net.ErrClosed) {
+		log.Warn("HTTP server", "err", err)
+	}
+	log.Info("gateway stopped")
+}
+
+// runningGroups are the built-in groups of this process.
+type runningGroups struct {
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	audit  *audit.Log
+}
+
+func startGroups(ctx context.Context, js jetstream.JetStream, reg prometheus.Registerer, tel *otlp.Telemetry,
+	cf consumerFlags, replicas int, failed chan<- error, log *slog.Logger) (*runningGroups, error) {
+	names, err := cf.groups()
+	if err != nil {
+		return nil, err
+	}
+	metrics, err := consumers.NewMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	rg := &runningGroups{}
+	var groups []*consumers.Group
+	for _, name := range names {
+		cfg := consumers.Config{
+			Name: name, Concurrency: cf.Concurrency, MaxDeliver: cf.MaxDeliver, Backoff: cf.Backoff, AckWait: cf.AckWait,
+			DrainTimeout: cf.DrainTimeout, Logger: log, Metrics: metrics, TracerProvider: tel.TracerProvider, Propagator: tel.Propagator,
+		}
+		switch name {
+		case enrich.GroupName:
+			enr, err := newEnricher(ctx, js, reg, tel, cf, replicas, log)
+			if err != nil {
+				rg.closeAudit()
+				return nil, err
+			}
+			cfg.Handler = enr.Handler(js)
+		case audit.GroupName:
+			if rg.audit, err = audit.Open(audit.InstancePath(cf.AuditLog)); err != nil {
+				return nil, fmt.Errorf("AUDIT_LOG: %w", err)
+			}
+			cfg.Stream = stream.Enriched
+			cfg.Handler = rg.audit.Handler()
+		}
+		g, err := consumers.NewGroup(cfg, js)
+		if err != nil {
+			rg.closeAudit()
+			return nil, err
+		}
+		groups = append(groups, g)
+	}
+	// The groups run until stop, not until ctx: the gateway stops first.
+	gctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	rg.cancel = cancel
+	for _, g := range groups {
+		rg.wg.Go(func() {
+			if err := g.Run(gctx); err != nil {
+				failed <- fmt.Errorf("consumer group %s: %w", g.Name(), err)
+			}
+		})
+	}
+	return rg, nil
+}
+
+func newEnricher(ctx context.Context, js jetstream.JetStream, reg prometheus.Registerer, tel *otlp.Telemetry,
+	cf consumerFlags, replicas int, log *slog.Logger) (*enrich.Enricher, error) {
+	kv, err := js.CreateOrUpdateKeyValue(ctx, enrich.BucketConfig(cf.CacheTTL, replicas))
+	if err != nil {
+		return nil, fmt.Errorf("record cache bucket %s: %w", stream.RecordBucket, err)
+	}
+	metrics, err := enrich.NewMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	ecfg := enrich.Config{Logger: log, Metrics: metrics, TracerProvider: tel.TracerProvider, Propagator: tel.Propagator}
+	if cf.APIToken == "" {
+		log.Warn("SPECTORA_API_TOKEN is unset: the enricher republishes events without records (record_status not_fetched). " +
+			"Set it, or run `spectora-stream sim` and point SPECTORA_API_URL at it.")
+		return enrich.New(ecfg, kv, nil), nil
+	}
+	acfg, err := cf.apiConfig()
+	if err != nil {
+		return nil, apiSetting(err)
+	}
+	if acfg.Metrics, err = spectora.NewMetrics(reg); err != nil {
+		return nil, err
+	}
+	acfg.Logger, acfg.TracerProvider, acfg.Propagator = log, tel.TracerProvider, tel.Propagator
+	api, err := spectora.NewClient(acfg)
+	if err != nil {
+		return nil, apiSetting(err)
+	}
+	// One token for every source until sources carry their own.
+	return enrich.New(ecfg, kv, enrich.Clients{"": api}), nil
+}
+
+// stop ends the groups' runs (each drains within CONSUMER_DRAIN_TIMEOUT) and
+// closes the audit log once its group has stopped.
+func (rg *runningGroups) stop(log *slog.Logger) {
+	rg.cancel()
+	rg.wg.Wait()
+	rg.closeAudit()
+	log.Info("consumer groups stopped")
+}
+
+func (rg *runningGroups) closeAudit() {
+	if rg.audit != nil {
+		_ = rg.audit.Close()
+	}
 }

@@ -13,8 +13,8 @@ import (
 )
 
 type sendCmd struct {
-	URL     string        `name:"url" env:"SPECTORA_GATEWAY_URL" default:"http://127.0.0.1:8080/webhooks/spectora" help:"Gateway webhook URL (${env})."`
-	Secret  string        `name:"webhook-secret" env:"SPECTORA_WEBHOOK_SECRET" help:"Signs with the first whsec_ secret in this list (${env})."`
+	URL     string        `name:"spectora-gateway-url" env:"SPECTORA_GATEWAY_URL" default:"http://127.0.0.1:8080/webhooks/spectora" help:"Gateway webhook URL (${env})."`
+	Secret  string        `name:"spectora-webhook-secret" env:"SPECTORA_WEBHOOK_SECRET" help:"Signs with the first whsec_ secret in this list (${env})."`
 	Type    string        `name:"type" default:"inspection.confirmed" help:"Event type."`
 	ID      string        `name:"id" default:"42" help:"Record ID (sent as a JSON number when numeric)."`
 	Body    string        `name:"body" help:"Send this exact body instead of building one from --type and --id."`
@@ -26,7 +26,7 @@ type sendCmd struct {
 func (c *sendCmd) Run(ctx context.Context, _ *slog.Logger) error {
 	signer, err := webhook.NewSigner(c.Secret)
 	if err != nil {
-		return fmt.Errorf("SPECTORA_WEBHOOK_SECRET / --webhook-secret: %w", err)
+		return fmt.Errorf("SPECTORA_WEBHOOK_SECRET: %w", err)
 	}
 	body := []byte(c.Body)
 	if c.Body == "" {
@@ -44,7 +44,7 @@ func (c *sendCmd) Run(ctx context.Context, _ *slog.Logger) error {
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.URL, bytes.NewReader(body))
 	if err != nil {
-		return fmt.Errorf("--url %q: %w", c.URL, err)
+		return fmt.Errorf("SPECTORA_GATEWAY_URL %q: %w", c.URL, err)
 	}
 	req.Header = hdr
 	resp, err := http.DefaultClient.Do(req)

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -14,7 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/spectora-stream/spectora-stream/consumers"
+	"github.com/spectora-stream/spectora-stream/admin"
+	"github.com/spectora-stream/spectora-stream/internal/audit"
 	"github.com/spectora-stream/spectora-stream/internal/natstest"
 	"github.com/spectora-stream/spectora-stream/internal/sim"
 )
@@ -29,18 +29,18 @@ func testConsumerFlags(t *testing.T, apiURL string) consumerFlags {
 	}
 }
 
-func auditLines(t *testing.T, path string) []consumers.AuditEntry {
+func auditLines(t *testing.T, path string) []audit.Entry {
 	t.Helper()
 	f, err := os.Open(path)
 	if err != nil {
 		return nil
 	}
 	defer f.Close()
-	var out []consumers.AuditEntry
+	var out []audit.Entry
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
-		var e consumers.AuditEntry
+		var e audit.Entry
 		if json.Unmarshal(sc.Bytes(), &e) == nil {
 			out = append(out, e)
 		}
@@ -69,21 +69,14 @@ func TestServeEndToEndWithSimulator(t *testing.T) {
 	}))
 	defer apiSrv.Close()
 
-	nf, gf := testFlags(t, t.TempDir())
-	nf.Listen = freeAddr(t) // operator commands connect here
+	p := testProcess(t, t.TempDir())
+	p.embedded.Listen = freeAddr(t) // operator commands connect here
 	cf := testConsumerFlags(t, apiSrv.URL)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, slog.New(slog.DiscardHandler), nf, &gf, &cf, "test", "") }()
-	defer func() { cancel(); <-done }()
-	waitFor(t, "ready", func() bool {
-		resp, err := http.Get("http://" + gf.HTTPAddr + "/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == 200
-	})
+	p.consumers = &cf
+	gf := p.gateway
+	stop := startServe(t, p)
+	defer func() { _ = stop() }()
+	client := clientFlags{natsFlags: natsFlags{ConnectTimeout: 5 * time.Second}, Listen: p.embedded.Listen}
 
 	sender, err := sim.NewSender(sim.SenderConfig{URL: "http://" + gf.HTTPAddr + "/webhooks/spectora", Secret: gf.Secret, Rate: 100, Count: sim.RoundLength}, nil)
 	if err != nil {
@@ -109,40 +102,36 @@ func TestServeEndToEndWithSimulator(t *testing.T) {
 	// The API breaks: the enricher dead-letters after 3 deliveries.
 	failing.Store(true)
 	signerSend(t, gf, "inspection.confirmed", "501")
-	dlqList := &dlqListCmd{NATS: nf}
-	var dls []consumers.DeadLetter
+	var dls []admin.DeadLetter
 	waitFor(t, "a dead letter", func() bool {
-		conn, js, err := adminConn(context.Background(), nf)
-		if err != nil {
-			return false
-		}
-		defer conn.Close()
-		d, _ := consumers.OpenDeadLetters(context.Background(), js)
-		dls, _ = d.List(context.Background(), "enricher", 0)
+		_ = client.withAdmin(context.Background(), func(a *admin.Admin) error {
+			dls, _ = a.DeadLetters(context.Background(), "enricher", 0)
+			return nil
+		})
 		return len(dls) == 1
 	})
-	if err := dlqList.Run(context.Background(), nil); err != nil {
+	if err := (&dlqListCmd{NATS: client}).Run(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if err := (&dlqShowCmd{NATS: nf, Seq: dls[0].Sequence}).Run(context.Background(), nil); err != nil {
+	if err := (&dlqShowCmd{NATS: client, Seq: dls[0].Sequence}).Run(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	failing.Store(false)
-	if err := (&dlqRedriveCmd{NATS: nf, All: true}).Run(context.Background(), nil); err != nil {
+	if err := (&dlqRedriveCmd{NATS: client, All: true}).Run(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "the redriven event audited", func() bool { return len(auditLines(t, cf.AuditLog)) == sim.RoundLength+1 })
 
 	// Replay the audit group over the last hour: every enriched event again.
-	if err := (&replayCmd{NATS: nf, Group: "audit", Since: time.Hour}).Run(context.Background(), nil); err != nil {
+	if err := (&replayCmd{NATS: client, Group: "audit", Since: time.Hour}).Run(context.Background(), nil); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "replayed audit lines", func() bool { return len(auditLines(t, cf.AuditLog)) == 2*(sim.RoundLength+1) })
-	if err := (&replayCmd{NATS: nf, Group: "nobody", Since: time.Hour}).Run(context.Background(), nil); err == nil {
+	if err := (&replayCmd{NATS: client, Group: "nobody", Since: time.Hour}).Run(context.Background(), nil); err == nil {
 		t.Fatal("replay of an unknown group succeeded")
 	}
 
-	resp, err := http.Get("http://" + gf.HTTPAddr + "/metrics")
+	resp, err := http.Get("http://" + p.ops.MetricsAddr + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,7 +146,7 @@ func TestServeEndToEndWithSimulator(t *testing.T) {
 	}
 }
 
-func signerSend(t *testing.T, gf gatewayFlags, typ, id string) {
+func signerSend(t *testing.T, gf *gatewayFlags, typ, id string) {
 	t.Helper()
 	s, err := sim.NewSender(sim.SenderConfig{URL: "http://" + gf.HTTPAddr + "/webhooks/spectora", Secret: gf.Secret}, nil)
 	if err != nil {

@@ -13,19 +13,19 @@ import (
 )
 
 type simCmd struct {
-	APIAddr      string        `name:"api-addr" env:"SIM_API_ADDR" default:"127.0.0.1:8090" help:"Where the fake Spectora API listens, or 'off' (${env})."`
-	APIToken     string        `name:"api-token" env:"SPECTORA_API_TOKEN" default:"sim-token" help:"Bearer token the fake API accepts; give consumers the same (${env})."`
-	APILatency   time.Duration `name:"api-latency" env:"SIM_API_LATENCY" default:"20ms" help:"Latency added to every API answer (${env})."`
-	APIErrorRate float64       `name:"api-error-rate" env:"SIM_API_ERROR_RATE" default:"0" help:"Share of API requests answered 500, 0 to 1 (${env})."`
-	API429Rate   float64       `name:"api-429-rate" env:"SIM_API_429_RATE" default:"0" help:"Share of API requests answered 429 with Retry-After 1 (${env})."`
-	Strict       bool          `name:"strict" env:"SIM_STRICT" help:"Answer 404 for records the simulator did not create (${env})."`
+	APIAddr      string        `name:"sim-api-addr" env:"SIM_API_ADDR" default:"127.0.0.1:8090" help:"Where the fake Spectora API listens, or 'off' (${env})."`
+	APIToken     string        `name:"spectora-api-token" env:"SPECTORA_API_TOKEN" default:"sim-token" help:"Bearer token the fake API accepts; give consumers the same (${env})."`
+	APILatency   time.Duration `name:"sim-api-latency" env:"SIM_API_LATENCY" default:"20ms" help:"Latency added to every API answer (${env})."`
+	APIErrorRate float64       `name:"sim-api-error-rate" env:"SIM_API_ERROR_RATE" default:"0" help:"Share of API requests answered 500, 0 to 1 (${env})."`
+	API429Rate   float64       `name:"sim-api-429-rate" env:"SIM_API_429_RATE" default:"0" help:"Share of API requests answered 429 with Retry-After 1 (${env})."`
+	Strict       bool          `name:"sim-strict" env:"SIM_STRICT" help:"Answer 404 for records the simulator did not create (${env})."`
 
-	URL       string        `name:"url" env:"SPECTORA_GATEWAY_URL" default:"http://127.0.0.1:8080/webhooks/spectora" help:"Gateway webhook URL (${env})."`
-	Secret    string        `name:"webhook-secret" env:"SPECTORA_WEBHOOK_SECRET" help:"Signs with the first whsec_ secret in this list (${env})."`
-	Rate      float64       `name:"rate" env:"SIM_RATE" default:"2" help:"Events per second; 0 runs the fake API only (${env})."`
-	Count     int           `name:"count" env:"SIM_COUNT" default:"0" help:"Stop sending after this many events; 0: until --duration or Ctrl-C (${env})."`
-	Duration  time.Duration `name:"duration" env:"SIM_DURATION" default:"0s" help:"Stop sending after this long; 0: no limit (${env})."`
-	TimeScale float64       `name:"time-scale" env:"SIM_TIME_SCALE" default:"1" help:"Multiplies Svix's retry delays (5s, 5m, 30m, 2h, 5h, 10h, 10h); 0.001 makes 5 minutes 300 ms (${env})."`
+	URL       string        `name:"spectora-gateway-url" env:"SPECTORA_GATEWAY_URL" default:"http://127.0.0.1:8080/webhooks/spectora" help:"Gateway webhook URL (${env})."`
+	Secret    string        `name:"spectora-webhook-secret" env:"SPECTORA_WEBHOOK_SECRET" help:"Signs with the first whsec_ secret in this list (${env})."`
+	Rate      float64       `name:"sim-rate" env:"SIM_RATE" default:"2" help:"Events per second; 0 runs the fake API only (${env})."`
+	Count     int           `name:"sim-count" env:"SIM_COUNT" default:"0" help:"Stop sending after this many events; 0: until --duration or Ctrl-C (${env})."`
+	Duration  time.Duration `name:"sim-duration" env:"SIM_DURATION" default:"0s" help:"Stop sending after this long; 0: no limit (${env})."`
+	TimeScale float64       `name:"sim-time-scale" env:"SIM_TIME_SCALE" default:"1" help:"Multiplies Svix's retry delays (5s, 5m, 30m, 2h, 5h, 10h, 10h); 0.001 makes 5 minutes 300 ms (${env})."`
 }
 
 func (c *simCmd) Run(ctx context.Context, log *slog.Logger) error {

@@ -10,19 +10,22 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/attribute"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/spectora-stream/spectora-stream/consumers"
+	"github.com/spectora-stream/spectora-stream/enrich"
 	"github.com/spectora-stream/spectora-stream/gateway"
+	"github.com/spectora-stream/spectora-stream/internal/audit"
 	"github.com/spectora-stream/spectora-stream/internal/natstest"
 	"github.com/spectora-stream/spectora-stream/internal/natsx"
 	"github.com/spectora-stream/spectora-stream/internal/sim"
 	"github.com/spectora-stream/spectora-stream/internal/telemetry"
 	"github.com/spectora-stream/spectora-stream/internal/webhook"
+	"github.com/spectora-stream/spectora-stream/spectora"
+	"github.com/spectora-stream/spectora-stream/stream"
 )
 
 func attrs(s sdktrace.ReadOnlySpan) map[attribute.Key]attribute.Value {
@@ -40,21 +43,14 @@ func TestOneWebhookIsOneTrace(t *testing.T) {
 	srv := natstest.Server(t)
 	_, js := natstest.JetStream(t, srv)
 	ctx := context.Background()
-	sc := natsx.DefaultStreamConfig()
-	for _, cfg := range natsx.StreamConfigs(sc, 0) {
-		if _, err := natsx.EnsureStream(ctx, js, cfg, nil); err != nil {
-			t.Fatal(err)
-		}
-	}
+	kv := natstest.Streams(t, js)
 	gwRec, consRec := tracetest.NewSpanRecorder(), tracetest.NewSpanRecorder()
 	gwTP := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(gwRec))
 	consTP := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(consRec))
-	tracing := consumers.Tracing{Provider: consTP, Propagator: telemetry.Propagator()}
 
 	secret := "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 	nc := natstest.Connect(t, srv)
-	gw, err := gateway.New(gateway.Config{Secrets: []string{secret}, TracerProvider: gwTP},
-		js, natsx.NewHealth(&natsx.Conn{NC: nc}, js, natsx.RawStream), prometheus.NewRegistry(), nil)
+	gw, err := gateway.New(gateway.Config{Secrets: []string{secret}, TracerProvider: gwTP}, js, natsx.NewHealth(&natsx.Conn{NC: nc}, js))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,30 +60,22 @@ func TestOneWebhookIsOneTrace(t *testing.T) {
 
 	api := httptest.NewServer(sim.NewAPI(sim.APIConfig{Token: "tok"}, sim.NewStore(0)))
 	defer api.Close()
-	metrics, _ := consumers.NewMetrics(prometheus.NewRegistry())
-	kv, err := consumers.EnsureRecordBucket(ctx, js, consumers.RecordBucketConfig(natsx.RecordBucket, time.Hour, 1))
+	client, err := spectora.NewClient(spectora.Config{BaseURL: api.URL, Token: "tok", TracerProvider: consTP, Propagator: telemetry.Propagator()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	client, err := consumers.NewAPIClient(consumers.APIConfig{BaseURL: api.URL, Token: "tok", Tracing: tracing}, metrics, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	enr := consumers.NewEnricher(client, kv, metrics, tracing, nil)
-	audit, _ := consumers.OpenAuditLog(filepath.Join(t.TempDir(), "audit.jsonl"))
-	defer audit.Close()
+	enr := enrich.New(enrich.Config{TracerProvider: consTP}, kv, enrich.Clients{"": client})
+	log, _ := audit.Open(filepath.Join(t.TempDir(), "audit.jsonl"))
+	defer log.Close()
 	for _, cfg := range []consumers.Config{
-		{Name: consumers.EnricherGroup, Handler: consumers.EnrichHandler(enr, js), Tracing: tracing},
-		{Name: consumers.AuditGroup, Stream: natsx.EnrichedStream, Handler: audit.Handler(), Tracing: tracing},
+		{Name: enrich.GroupName, Handler: enr.Handler(js), TracerProvider: consTP},
+		{Name: audit.GroupName, Stream: stream.Enriched, Handler: log.Handler(), TracerProvider: consTP},
 	} {
-		g, err := consumers.NewGroup(cfg, js, metrics, nil)
+		g, err := consumers.NewGroup(cfg, js)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := g.Start(ctx); err != nil {
-			t.Fatal(err)
-		}
-		defer func() { _ = g.Stop(ctx) }()
+		natstest.Run(t, g)
 	}
 
 	signer, _ := webhook.NewSigner(secret)

@@ -1,25 +1,37 @@
-package natsx
+// Package embedded runs the in-process NATS JetStream server used when no
+// NATS_URL is given, so a newcomer needs nothing but Go. Only the command
+// imports it: nothing a library user links pulls in the NATS server.
+package embedded
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
+
+	"github.com/spectora-stream/spectora-stream/internal/lockfile"
 )
 
-// EmbeddedConfig configures the in-process JetStream server that runs when no
-// NATS_URL is given, so a newcomer needs nothing but Go.
-type EmbeddedConfig struct {
+var (
+	// ErrConfig means a setting is out of range; the text names it.
+	ErrConfig = errors.New("invalid embedded NATS configuration")
+	// ErrStart means the server did not start.
+	ErrStart = errors.New("embedded NATS server did not start")
+)
+
+// Config configures the embedded server.
+type Config struct {
 	// StoreDir is the JetStream file store (NATS_STORE_DIR); it survives restarts.
 	StoreDir string
-	// Listen is the host:port on which the embedded server also accepts client
-	// connections (NATS_LISTEN), so the nats CLI and local services can connect.
-	// Empty means in-process only.
+	// Listen is the host:port on which the server also accepts client
+	// connections (NATS_LISTEN), so the nats CLI and local services can
+	// connect. Empty means in-process only.
 	Listen string
 	// ServerName names the server in logs and JetStream metadata.
 	ServerName string
@@ -27,17 +39,20 @@ type EmbeddedConfig struct {
 	StartTimeout time.Duration
 }
 
-// Embedded is a running in-process NATS server with JetStream enabled.
-type Embedded struct {
-	srv *server.Server
-	log *slog.Logger
+// Server is a running in-process NATS server with JetStream enabled.
+type Server struct {
+	srv  *server.Server
+	lock *lockfile.Lock
+	log  *slog.Logger
 }
 
-// StartEmbedded starts a nats-server in this process, with JetStream storing in
-// cfg.StoreDir, and waits until it accepts connections.
-func StartEmbedded(cfg EmbeddedConfig, logger *slog.Logger) (*Embedded, error) {
+// Start starts a nats-server in this process, with JetStream storing in
+// cfg.StoreDir, and waits until it accepts connections. The store directory
+// is locked: a second process on it is refused, as two servers on one store
+// corrupt it.
+func Start(cfg Config, logger *slog.Logger) (*Server, error) {
 	if cfg.StoreDir == "" {
-		return nil, fmt.Errorf("%w: NATS_STORE_DIR must not be empty when NATS_URL is unset", ErrInvalidConfig)
+		return nil, fmt.Errorf("%w: NATS_STORE_DIR must not be empty when NATS_URL is unset", ErrConfig)
 	}
 	if cfg.StartTimeout <= 0 {
 		cfg.StartTimeout = 10 * time.Second
@@ -46,7 +61,11 @@ func StartEmbedded(cfg EmbeddedConfig, logger *slog.Logger) (*Embedded, error) {
 		cfg.ServerName = "spectora-stream-embedded"
 	}
 	if err := os.MkdirAll(cfg.StoreDir, 0o750); err != nil {
-		return nil, fmt.Errorf("%w: NATS_STORE_DIR %q: %v", ErrInvalidConfig, cfg.StoreDir, err)
+		return nil, fmt.Errorf("%w: NATS_STORE_DIR %q: %v", ErrConfig, cfg.StoreDir, err)
+	}
+	lock, err := lockfile.Acquire(filepath.Join(cfg.StoreDir, "LOCK"))
+	if err != nil {
+		return nil, fmt.Errorf("%w: NATS_STORE_DIR %q: %w; is another spectora-stream running on it?", ErrStart, cfg.StoreDir, err)
 	}
 	opts := &server.Options{
 		ServerName: cfg.ServerName,
@@ -60,11 +79,13 @@ func StartEmbedded(cfg EmbeddedConfig, logger *slog.Logger) (*Embedded, error) {
 	} else {
 		host, portStr, err := net.SplitHostPort(cfg.Listen)
 		if err != nil {
-			return nil, fmt.Errorf("%w: NATS_LISTEN %q: want host:port: %v", ErrInvalidConfig, cfg.Listen, err)
+			_ = lock.Release()
+			return nil, fmt.Errorf("%w: NATS_LISTEN %q: want host:port: %v", ErrConfig, cfg.Listen, err)
 		}
 		port, err := strconv.Atoi(portStr)
-		if err != nil || port < -1 || port > 65535 {
-			return nil, fmt.Errorf("%w: NATS_LISTEN %q: bad port", ErrInvalidConfig, cfg.Listen)
+		if err != nil || port < 0 || port > 65535 {
+			_ = lock.Release()
+			return nil, fmt.Errorf("%w: NATS_LISTEN %q: bad port", ErrConfig, cfg.Listen)
 		}
 		if port == 0 {
 			port = server.RANDOM_PORT
@@ -73,7 +94,8 @@ func StartEmbedded(cfg EmbeddedConfig, logger *slog.Logger) (*Embedded, error) {
 	}
 	srv, err := server.NewServer(opts)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrEmbeddedStart, err)
+		_ = lock.Release()
+		return nil, fmt.Errorf("%w: %v", ErrStart, err)
 	}
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -84,36 +106,31 @@ func StartEmbedded(cfg EmbeddedConfig, logger *slog.Logger) (*Embedded, error) {
 	if !srv.ReadyForConnections(cfg.StartTimeout) {
 		srv.Shutdown()
 		srv.WaitForShutdown()
-		return nil, fmt.Errorf("%w: not ready within %s (is NATS_LISTEN %q already in use?)", ErrEmbeddedStart, cfg.StartTimeout, cfg.Listen)
+		_ = lock.Release()
+		return nil, fmt.Errorf("%w: not ready within %s (is NATS_LISTEN %q already in use?)", ErrStart, cfg.StartTimeout, cfg.Listen)
 	}
-	return &Embedded{srv: srv, log: log}, nil
+	return &Server{srv: srv, lock: lock, log: log}, nil
 }
 
-// ClientURL is the URL other processes can use to reach the embedded server, or
-// "" when it does not listen on the network.
-func (e *Embedded) ClientURL() string {
-	if e.srv.Addr() == nil {
+// InProcess is what nats.InProcessServer needs to connect without the network.
+func (s *Server) InProcess() *server.Server { return s.srv }
+
+// ClientURL is the URL other processes can use to reach the server, or ""
+// when it does not listen on the network.
+func (s *Server) ClientURL() string {
+	if s.srv.Addr() == nil {
 		return ""
 	}
-	return e.srv.ClientURL()
+	return s.srv.ClientURL()
 }
 
-// Connect opens an in-process client connection to the embedded server; it never
-// touches the network. Options such as a connection name are passed through.
-func (e *Embedded) Connect(opts ...nats.Option) (*nats.Conn, error) {
-	opts = append([]nats.Option{nats.InProcessServer(e.srv)}, opts...)
-	nc, err := nats.Connect("", opts...)
-	if err != nil {
-		return nil, fmt.Errorf("%w: embedded: %v", ErrConnect, err)
-	}
-	return nc, nil
-}
-
-// Shutdown stops the server and waits until it has flushed and closed its store.
-// Drain client connections first so no acknowledged work is in flight.
-func (e *Embedded) Shutdown() {
-	e.srv.Shutdown()
-	e.srv.WaitForShutdown()
+// Shutdown stops the server and waits until it has flushed and closed its
+// store, then releases the store's lock. Drain client connections first so
+// no acknowledged work is in flight.
+func (s *Server) Shutdown() {
+	s.srv.Shutdown()
+	s.srv.WaitForShutdown()
+	_ = s.lock.Release()
 }
 
 // serverLogger forwards nats-server's logger to slog.

@@ -1,4 +1,4 @@
-package deploy
+package natsx_test
 
 import (
 	"bytes"
@@ -16,15 +16,18 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/proto"
 	"sigs.k8s.io/yaml"
 
+	"github.com/spectora-stream/spectora-stream/admin"
 	"github.com/spectora-stream/spectora-stream/consumers"
+	"github.com/spectora-stream/spectora-stream/enrich"
 	"github.com/spectora-stream/spectora-stream/internal/natstest"
 	"github.com/spectora-stream/spectora-stream/internal/natsx"
 	"github.com/spectora-stream/spectora-stream/internal/sim"
 	spectorav1 "github.com/spectora-stream/spectora-stream/proto/spectora/v1"
+	"github.com/spectora-stream/spectora-stream/spectora"
+	"github.com/spectora-stream/spectora-stream/stream"
 )
 
 var helmVar = regexp.MustCompile(`^<< \$([A-Z_]+) >>$`)
@@ -52,7 +55,7 @@ func natsServerFromHelmValues(t *testing.T) (*server.Server, map[string]string) 
 			Merge map[string]any `json:"merge"`
 		} `json:"config"`
 	}
-	if err := yaml.Unmarshal(must(os.ReadFile("nats/values.yaml")), &values); err != nil {
+	if err := yaml.Unmarshal(must(os.ReadFile("../../deploy/nats/values.yaml")), &values); err != nil {
 		t.Fatal(err)
 	}
 	c := values.Config
@@ -143,19 +146,27 @@ func short() (context.Context, context.CancelFunc) {
 func rawMsg(subject, id string) *nats.Msg {
 	msg := nats.NewMsg(subject)
 	msg.Data = must(proto.Marshal(&spectorav1.WebhookEvent{Id: id, Type: "inspection.confirmed", Resource: "inspection", Action: "confirmed", RecordId: "7"}))
-	msg.Header.Set(natsx.HeaderContentType, natsx.ContentTypeWebhookEvent)
+	msg.Header.Set(stream.HeaderContentType, stream.ContentTypeWebhookEvent)
 	return msg
 }
 
-// Each user in values.yaml can do its job and no more.
+func must(b []byte, err error) []byte {
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+// Each user in deploy/nats/values.yaml can do its job and no more.
 func TestNATSUsersHaveLeastPrivilege(t *testing.T) {
+	t.Parallel()
 	s, pw := natsServerFromHelmValues(t)
 	ctx := context.Background()
-	sc := natsx.DefaultStreamConfig()
+	limits := stream.DefaultLimits()
 
 	// gateway: manages SPECTORA and publishes raw events, nothing else.
 	gw := connectAs(t, s, "gateway", pw["GATEWAY_PASSWORD"])
-	if _, err := natsx.EnsureStream(ctx, gw.js, natsx.RawStreamConfig(sc), nil); err != nil {
+	if _, err := natsx.EnsureStream(ctx, gw.js, stream.RawConfig(limits), nil); err != nil {
 		t.Fatalf("gateway: ensure SPECTORA: %v", err)
 	}
 	if _, err := gw.js.PublishMsg(ctx, rawMsg("spectora.inspection.confirmed", "msg_1"), jetstream.WithMsgID("msg_1")); err != nil {
@@ -167,12 +178,12 @@ func TestNATSUsersHaveLeastPrivilege(t *testing.T) {
 			return err
 		},
 		func(c context.Context) error {
-			_, err := gw.js.Publish(c, "spectora.redrive.enricher", []byte("x"))
+			_, err := gw.js.Publish(c, stream.RedriveSubject(stream.Raw, "enricher", 1), []byte("x"))
 			return err
 		},
-		func(c context.Context) error { return gw.js.DeleteStream(c, natsx.RawStream) },
+		func(c context.Context) error { return gw.js.DeleteStream(c, stream.Raw) },
 		func(c context.Context) error {
-			_, err := gw.js.CreateOrUpdateConsumer(c, natsx.RawStream, jetstream.ConsumerConfig{Durable: "x"})
+			_, err := gw.js.CreateOrUpdateConsumer(c, stream.Raw, jetstream.ConsumerConfig{Durable: "x"})
 			return err
 		},
 	} {
@@ -188,34 +199,30 @@ func TestNATSUsersHaveLeastPrivilege(t *testing.T) {
 
 	// consumers: streams, groups, the record cache, enriched republish, DLQ.
 	cons := connectAs(t, s, "consumers", pw["CONSUMERS_PASSWORD"])
-	for _, cfg := range natsx.StreamConfigs(sc, 0) {
+	for _, cfg := range stream.Configs(limits, 0) {
 		if _, err := natsx.EnsureStream(ctx, cons.js, cfg, nil); err != nil {
 			t.Fatalf("consumers: ensure %s: %v", cfg.Name, err)
 		}
 	}
-	kv, err := consumers.EnsureRecordBucket(ctx, cons.js, consumers.RecordBucketConfig(natsx.RecordBucket, time.Hour, 1))
+	kv, err := cons.js.CreateOrUpdateKeyValue(ctx, enrich.BucketConfig(time.Hour, 1))
 	if err != nil {
 		t.Fatalf("consumers: record bucket: %v", err)
 	}
-	metrics, _ := consumers.NewMetrics(prometheus.NewRegistry())
 	api := httptest.NewServer(sim.NewAPI(sim.APIConfig{Token: "tok"}, sim.NewStore(0)))
 	defer api.Close()
-	client, _ := consumers.NewAPIClient(consumers.APIConfig{BaseURL: api.URL, Token: "tok"}, metrics, nil)
-	enr := consumers.NewEnricher(client, kv, metrics, consumers.Tracing{}, nil)
+	client, _ := spectora.NewClient(spectora.Config{BaseURL: api.URL, Token: "tok"})
+	enr := enrich.New(enrich.Config{}, kv, enrich.Clients{"": client})
 	for _, cfg := range []consumers.Config{
-		{Name: consumers.EnricherGroup, Handler: consumers.EnrichHandler(enr, cons.js)},
+		{Name: enrich.GroupName, Handler: enr.Handler(cons.js)},
 		{Name: "broken", MaxDeliver: 1, Handler: func(context.Context, *consumers.Message) error {
 			return consumers.Permanent(errors.New("always fails"))
 		}},
 	} {
-		g, err := consumers.NewGroup(cfg, cons.js, metrics, nil)
+		g, err := consumers.NewGroup(cfg, cons.js)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := g.Start(ctx); err != nil {
-			t.Fatalf("consumers: start %s: %v", cfg.Name, err)
-		}
-		defer func() { _ = g.Stop(ctx) }()
+		natstest.Run(t, g)
 	}
 	waitStream := func(name string, n uint64) {
 		t.Helper()
@@ -233,9 +240,9 @@ func TestNATSUsersHaveLeastPrivilege(t *testing.T) {
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
-	waitStream(natsx.EnrichedStream, 1)
-	waitStream(natsx.DLQStream, 1)
-	if _, err := kv.Get(ctx, "inspection.7"); err != nil {
+	waitStream(stream.Enriched, 1)
+	waitStream(stream.DLQ, 1)
+	if _, err := kv.Get(ctx, enrich.Key("", "inspection", "7")); err != nil {
 		t.Errorf("consumers: record not cached: %v", err)
 	}
 	c, cancel := short()
@@ -246,24 +253,21 @@ func TestNATSUsersHaveLeastPrivilege(t *testing.T) {
 
 	// operator: dlq and replay commands.
 	op := connectAs(t, s, "operator", pw["OPERATOR_PASSWORD"])
-	dlq, err := consumers.OpenDeadLetters(ctx, op.js)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dls, err := dlq.List(ctx, "broken", 0)
+	adm := admin.New(op.js)
+	dls, err := adm.DeadLetters(ctx, "broken", 0)
 	if err != nil || len(dls) != 1 {
 		t.Fatalf("operator: dlq list: %v %v", dls, err)
 	}
-	if _, err := dlq.Redrive(ctx, dls[0].Sequence); err != nil {
+	if _, err := adm.Redrive(ctx, dls[0].Sequence); err != nil {
 		t.Fatalf("operator: redrive: %v", err)
 	}
-	if _, err := consumers.Replay(ctx, op.js, natsx.RawStream, consumers.EnricherGroup, time.Time{}, 1); err != nil {
+	if _, _, err := adm.Replay(ctx, stream.Raw, enrich.GroupName, time.Time{}, 1); err != nil {
 		t.Fatalf("operator: replay: %v", err)
 	}
 
 	// reader: a durable pull consumer on the enriched stream; no publishing.
 	rd := connectAs(t, s, "reader", pw["READER_PASSWORD"])
-	rc, err := rd.js.CreateOrUpdateConsumer(ctx, natsx.EnrichedStream, jetstream.ConsumerConfig{Durable: "crm-sync", AckPolicy: jetstream.AckExplicitPolicy})
+	rc, err := rd.js.CreateOrUpdateConsumer(ctx, stream.Enriched, jetstream.ConsumerConfig{Durable: "crm-sync", AckPolicy: jetstream.AckExplicitPolicy})
 	if err != nil {
 		t.Fatalf("reader: create durable: %v", err)
 	}
@@ -280,10 +284,10 @@ func TestNATSUsersHaveLeastPrivilege(t *testing.T) {
 			return err
 		},
 		func(c context.Context) error {
-			_, err := rd.js.CreateOrUpdateConsumer(c, natsx.DLQStream, jetstream.ConsumerConfig{Durable: "peek"})
+			_, err := rd.js.CreateOrUpdateConsumer(c, stream.DLQ, jetstream.ConsumerConfig{Durable: "peek"})
 			return err
 		},
-		func(c context.Context) error { return rd.js.DeleteStream(c, natsx.EnrichedStream) },
+		func(c context.Context) error { return rd.js.DeleteStream(c, stream.Enriched) },
 	} {
 		c, cancel := short()
 		if err := denied(c); err == nil {

@@ -32,8 +32,9 @@ type Config struct {
 	ConnectTimeout time.Duration
 	// DrainTimeout bounds Drain at shutdown.
 	DrainTimeout time.Duration
-	// Embedded configures the embedded server used when URL is empty.
-	Embedded EmbeddedConfig
+	// InProcess, when set, connects in-process to an embedded server instead
+	// of dialling URL.
+	InProcess nats.InProcessConnProvider
 }
 
 func (c *Config) validate() error {
@@ -67,17 +68,16 @@ func (c *Config) validate() error {
 	return nil
 }
 
-// Conn is a NATS connection together with the embedded server behind it, if any.
+// Conn is a NATS connection.
 type Conn struct {
 	// NC is the client connection.
-	NC       *nats.Conn
-	embedded *Embedded
-	drain    time.Duration
-	log      *slog.Logger
+	NC    *nats.Conn
+	drain time.Duration
+	log   *slog.Logger
 }
 
-// Open connects to NATS as cfg says: to cfg.URL with reconnects forever, or to a
-// freshly started embedded JetStream server when cfg.URL is empty.
+// Open connects to NATS as cfg says: in-process to an embedded server, or to
+// cfg.URL with reconnects forever.
 func Open(ctx context.Context, cfg Config, logger *slog.Logger) (*Conn, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
@@ -108,24 +108,21 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger) (*Conn, error) {
 			log.Error("NATS async error", "subject", subj, "err", err)
 		}),
 	}
+	if cfg.User != "" {
+		opts = append(opts, nats.UserInfo(cfg.User, cfg.Password))
+	}
+	if cfg.InProcess != nil {
+		nc, err := nats.Connect("", append(opts, nats.InProcessServer(cfg.InProcess))...)
+		if err != nil {
+			return nil, fmt.Errorf("%w: embedded server: %v", ErrConnect, err)
+		}
+		return &Conn{NC: nc, drain: cfg.DrainTimeout, log: log}, nil
+	}
 	if cfg.URL == "" {
-		emb, err := StartEmbedded(cfg.Embedded, logger)
-		if err != nil {
-			return nil, err
-		}
-		nc, err := emb.Connect(opts...)
-		if err != nil {
-			emb.Shutdown()
-			return nil, err
-		}
-		log.Info("embedded JetStream server started", "store_dir", cfg.Embedded.StoreDir, "client_url", emb.ClientURL())
-		return &Conn{NC: nc, embedded: emb, drain: cfg.DrainTimeout, log: log}, nil
+		return nil, fmt.Errorf("%w: NATS_URL is empty", ErrInvalidConfig)
 	}
 	if cfg.CredsFile != "" {
 		opts = append(opts, nats.UserCredentials(cfg.CredsFile))
-	}
-	if cfg.User != "" {
-		opts = append(opts, nats.UserInfo(cfg.User, cfg.Password))
 	}
 	if cfg.Token != "" {
 		opts = append(opts, nats.Token(cfg.Token))
@@ -163,22 +160,11 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger) (*Conn, error) {
 	}
 }
 
-// Embedded reports whether the connection is to the in-process server.
-func (c *Conn) Embedded() bool { return c.embedded != nil }
-
-// EmbeddedURL is the embedded server's client URL, or "".
-func (c *Conn) EmbeddedURL() string {
-	if c.embedded == nil {
-		return ""
-	}
-	return c.embedded.ClientURL()
-}
-
 // Connected reports whether the client currently holds a live connection.
 func (c *Conn) Connected() bool { return c.NC.IsConnected() }
 
 // Close drains the connection, which flushes pending publishes and lets
-// subscriptions finish, then stops the embedded server if there is one.
+// subscriptions finish.
 func (c *Conn) Close() {
 	if !c.NC.IsClosed() {
 		closed := make(chan struct{})
@@ -194,9 +180,5 @@ func (c *Conn) Close() {
 				c.NC.Close()
 			}
 		}
-	}
-	if c.embedded != nil {
-		c.embedded.Shutdown()
-		c.log.Info("embedded JetStream server stopped")
 	}
 }

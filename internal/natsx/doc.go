@@ -1,4 +1,5 @@
-// Package natsx holds the NATS plumbing shared by the gateway and the consumers:
-// the embedded JetStream server used when NATS_URL is unset, connecting to an
-// external server or cluster, and idempotent stream provisioning.
+// Package natsx is the NATS plumbing the command shares between the gateway
+// and the consumers: connecting (in-process to the embedded server, or to an
+// external server or cluster), idempotent stream provisioning and readiness.
+// It never links the NATS server; package embedded does.
 package natsx

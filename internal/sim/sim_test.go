@@ -17,12 +17,12 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/spectora-stream/spectora-stream/gateway"
 	"github.com/spectora-stream/spectora-stream/internal/natstest"
 	"github.com/spectora-stream/spectora-stream/internal/natsx"
 	"github.com/spectora-stream/spectora-stream/internal/webhook"
+	"github.com/spectora-stream/spectora-stream/stream"
 )
 
 func secret(t *testing.T) string {
@@ -61,7 +61,7 @@ func startGateway(t *testing.T, withNATS bool) *liveGateway {
 	t.Cleanup(nc.Close)
 	g.js, _ = jetstream.New(nc, jetstream.WithPublishAsyncTimeout(2*time.Second))
 	gw, err := gateway.New(gateway.Config{Secrets: []string{g.secret}, PublishTimeout: 2 * time.Second},
-		g.js, natsx.NewHealth(&natsx.Conn{NC: nc}, g.js, natsx.RawStream), prometheus.NewRegistry(), nil)
+		g.js, natsx.NewHealth(&natsx.Conn{NC: nc}, g.js))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,7 +82,7 @@ func (g *liveGateway) startNATS(t *testing.T) {
 	t.Helper()
 	g.srv = natstest.ServerWith(t, &server.Options{JetStream: true, StoreDir: g.store, Port: g.port})
 	_, js := natstest.JetStream(t, g.srv)
-	if _, err := natsx.EnsureStream(context.Background(), js, natsx.RawStreamConfig(natsx.DefaultStreamConfig()), nil); err != nil {
+	if _, err := natsx.EnsureStream(context.Background(), js, stream.RawConfig(stream.DefaultLimits()), nil); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -91,7 +91,7 @@ func (g *liveGateway) startNATS(t *testing.T) {
 func (g *liveGateway) stored(t *testing.T) map[string]string {
 	t.Helper()
 	_, js := natstest.JetStream(t, g.srv)
-	s, err := js.Stream(context.Background(), natsx.RawStream)
+	s, err := js.Stream(context.Background(), stream.Raw)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,11 +102,11 @@ func (g *liveGateway) stored(t *testing.T) map[string]string {
 		if err != nil {
 			t.Fatal(err)
 		}
-		id := m.Header.Get(natsx.HeaderMsgID)
+		id := m.Header.Get(stream.HeaderMsgID)
 		if _, dup := out[id]; dup {
 			t.Fatalf("%s stored twice", id)
 		}
-		out[id] = m.Header.Get(natsx.HeaderEventType)
+		out[id] = m.Header.Get(stream.HeaderEventType)
 	}
 	return out
 }

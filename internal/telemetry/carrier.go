@@ -1,3 +1,7 @@
+// Package telemetry carries OpenTelemetry trace context through NATS headers
+// and starts the messaging spans, so one webhook is one trace from the
+// gateway's HTTP request to the last consumer group. Exporter set-up is in
+// package otlp, which only the command links.
 package telemetry
 
 import (

@@ -74,3 +74,8 @@ func End(span trace.Span, err error) {
 	}
 	span.End()
 }
+
+// Propagator is the W3C trace context plus baggage propagator used everywhere.
+func Propagator() propagation.TextMapPropagator {
+	return propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})
+}

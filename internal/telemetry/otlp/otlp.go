@@ -1,7 +1,7 @@
-// Package telemetry sets up OpenTelemetry tracing for every command and carries
-// trace context through NATS headers, so one webhook is one trace from the
-// gateway's HTTP request to the last consumer group.
-package telemetry
+// Package otlp sets up OpenTelemetry tracing for the commands from the
+// standard OTEL_* environment, exporting spans over OTLP. It lives apart
+// from package telemetry so the libraries never link the exporters.
+package otlp
 
 import (
 	"context"
@@ -18,32 +18,26 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
-	"go.opentelemetry.io/otel/trace/noop"
+
+	"github.com/spectora-stream/spectora-stream/internal/telemetry"
 )
 
 // ErrConfig means an OTEL_* variable has a value this program can't use.
 var ErrConfig = errors.New("invalid OpenTelemetry configuration")
 
-// Telemetry is a process's tracer provider and propagator. The zero cost case
-// (no endpoint configured) uses a no-op provider.
+// Telemetry is a process's tracer provider and propagator.
 type Telemetry struct {
-	// TracerProvider creates tracers; never nil.
+	// TracerProvider creates tracers; nil when nothing is exported, which
+	// turns tracing off in every component (no spans, no cost).
 	TracerProvider trace.TracerProvider
 	// Propagator reads and writes W3C trace context and baggage.
 	Propagator propagation.TextMapPropagator
-	// Exporting reports whether spans leave the process.
-	Exporting bool
-	sdk       *sdktrace.TracerProvider
-}
-
-// Propagator is the W3C trace context plus baggage propagator used everywhere.
-func Propagator() propagation.TextMapPropagator {
-	return propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})
+	sdk        *sdktrace.TracerProvider
 }
 
 // Disabled is telemetry that records nothing.
 func Disabled() *Telemetry {
-	return &Telemetry{TracerProvider: noop.NewTracerProvider(), Propagator: Propagator()}
+	return &Telemetry{Propagator: telemetry.Propagator()}
 }
 
 // Setup configures tracing from the standard OpenTelemetry environment:
@@ -95,7 +89,7 @@ func Setup(ctx context.Context, serviceName, version string) (*Telemetry, error)
 	}
 	// The sampler comes from OTEL_TRACES_SAMPLER (default parent-based always-on).
 	sdk := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res))
-	return &Telemetry{TracerProvider: sdk, Propagator: Propagator(), Exporting: true, sdk: sdk}, nil
+	return &Telemetry{TracerProvider: sdk, Propagator: telemetry.Propagator(), sdk: sdk}, nil
 }
 
 // Shutdown flushes buffered spans and stops the exporter.

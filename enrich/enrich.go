@@ -1,0 +1,227 @@
+package enrich
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"regexp"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/spectora-stream/spectora-stream/consumers"
+	"github.com/spectora-stream/spectora-stream/internal/telemetry"
+	spectorav1 "github.com/spectora-stream/spectora-stream/proto/spectora/v1"
+	"github.com/spectora-stream/spectora-stream/spectora"
+	"github.com/spectora-stream/spectora-stream/stream"
+)
+
+// Fetcher fetches one record of one source (Spectora company) from its API.
+type Fetcher interface {
+	Fetch(ctx context.Context, source, resource, id string) (spectora.Record, error)
+}
+
+// Clients is a Fetcher over one API client per source; a source without a
+// client of its own uses the "" entry, if any, and is otherwise not fetched.
+type Clients map[string]*spectora.Client
+
+// Fetch fetches with source's client.
+func (c Clients) Fetch(ctx context.Context, source, resource, id string) (spectora.Record, error) {
+	client, ok := c[source]
+	if !ok {
+		client, ok = c[""]
+	}
+	if !ok {
+		return spectora.Record{Status: spectorav1.RecordStatus_RECORD_STATUS_NOT_FETCHED}, nil
+	}
+	return client.Fetch(ctx, resource, id)
+}
+
+// Config configures an Enricher. nil Logger, Metrics and TracerProvider turn
+// logs, metrics and tracing off.
+type Config struct {
+	Logger         *slog.Logger
+	Metrics        *Metrics
+	TracerProvider trace.TracerProvider
+	Propagator     propagation.TextMapPropagator
+}
+
+// Enricher finds the full record behind an event: from the shared key-value
+// cache when a copy fetched after the event exists, otherwise from the API.
+type Enricher struct {
+	api    Fetcher
+	kv     jetstream.KeyValue
+	flight singleflight.Group
+	cfg    Config
+	tracer trace.Tracer
+	log    *slog.Logger
+}
+
+// New builds an enricher. api nil means records are not fetched
+// (RECORD_STATUS_NOT_FETCHED); kv nil means no shared cache.
+func New(cfg Config, kv jetstream.KeyValue, api Fetcher) *Enricher {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Propagator == nil {
+		cfg.Propagator = telemetry.Propagator()
+	}
+	tp := cfg.TracerProvider
+	if tp == nil {
+		tp = noop.NewTracerProvider()
+	}
+	return &Enricher{api: api, kv: kv, cfg: cfg, tracer: tp.Tracer(telemetry.ScopeName), log: cfg.Logger.With("component", "enricher")}
+}
+
+// cachedRecord is a Record as stored in the KV bucket.
+type cachedRecord struct {
+	Status    spectorav1.RecordStatus `json:"status"`
+	Path      string                  `json:"path,omitempty"`
+	FetchedAt time.Time               `json:"fetched_at"`
+	Body      []byte                  `json:"body,omitempty"`
+}
+
+// Record returns the record of ev. It is not fetched for *.deleted events,
+// events without a record ID, unrouted events and when no API is configured.
+// API failures come back as consumer errors: retried, retried after the
+// API's Retry-After, or permanent.
+func (e *Enricher) Record(ctx context.Context, ev *spectorav1.WebhookEvent) (spectora.Record, error) {
+	notFetched := spectora.Record{Status: spectorav1.RecordStatus_RECORD_STATUS_NOT_FETCHED}
+	if e.api == nil || ev.GetRecordId() == "" || ev.GetAction() == "deleted" || ev.GetResource() == stream.Unrouted.Resource {
+		return notFetched, nil
+	}
+	key := Key(ev.GetSource(), ev.GetResource(), ev.GetRecordId())
+	eventTime := ev.GetReceivedAt().AsTime()
+	for attempt := 0; ; attempt++ {
+		// Concurrent look-ups of one record share one cache read and, on a
+		// miss, one fetch.
+		v, err, shared := e.flight.Do(key, func() (any, error) {
+			if rec, ok := e.cachedSpan(ctx, key, eventTime); ok {
+				e.cfg.Metrics.count("hit")
+				return rec, nil
+			}
+			rec, err := e.api.Fetch(ctx, ev.GetSource(), ev.GetResource(), ev.GetRecordId())
+			if err != nil {
+				return spectora.Record{}, err
+			}
+			e.store(ctx, key, rec)
+			return rec, nil
+		})
+		if err != nil {
+			return spectora.Record{}, consumerError(err)
+		}
+		rec := v.(spectora.Record)
+		if shared && attempt < 2 && rec.Status != spectorav1.RecordStatus_RECORD_STATUS_NOT_FETCHED && rec.FetchedAt.Before(eventTime) {
+			// Joined a look-up whose record predates this event (another
+			// caller's cache hit, or a fetch that left before this event was
+			// received): look again; a new flight starts now.
+			continue
+		}
+		if shared {
+			e.cfg.Metrics.count("coalesced")
+		}
+		return rec, nil
+	}
+}
+
+// consumerError translates an API failure into the consumer runtime's terms.
+func consumerError(err error) error {
+	var apiErr *spectora.Error
+	if !errors.As(err, &apiErr) {
+		return err
+	}
+	switch {
+	case apiErr.RetryAfter > 0:
+		return consumers.RetryAfter(apiErr.RetryAfter, err)
+	case apiErr.Permanent:
+		return consumers.Permanent(err)
+	}
+	return err
+}
+
+// cachedSpan is cached in a span of its own.
+func (e *Enricher) cachedSpan(ctx context.Context, key string, eventTime time.Time) (spectora.Record, bool) {
+	bucket := ""
+	if e.kv != nil {
+		bucket = e.kv.Bucket()
+	}
+	ctx, span := e.tracer.Start(ctx, "record cache get", trace.WithAttributes(
+		attribute.String("spectora.cache.bucket", bucket), attribute.String("spectora.cache.key", key)))
+	defer span.End()
+	rec, ok := e.cached(ctx, key, eventTime)
+	span.SetAttributes(attribute.Bool("spectora.cache.hit", ok))
+	return rec, ok
+}
+
+// cached returns the cached record if it was fetched at or after eventTime,
+// i.e. it already reflects the change the event announces.
+func (e *Enricher) cached(ctx context.Context, key string, eventTime time.Time) (spectora.Record, bool) {
+	if e.kv == nil {
+		return spectora.Record{}, false
+	}
+	entry, err := e.kv.Get(ctx, key)
+	if err != nil {
+		if !errors.Is(err, jetstream.ErrKeyNotFound) {
+			e.log.Warn("record cache read failed; fetching", "key", key, "err", err)
+		}
+		e.cfg.Metrics.count("miss")
+		return spectora.Record{}, false
+	}
+	var c cachedRecord
+	if err := json.Unmarshal(entry.Value(), &c); err != nil {
+		e.cfg.Metrics.count("miss")
+		return spectora.Record{}, false
+	}
+	if c.FetchedAt.Before(eventTime) {
+		e.cfg.Metrics.count("stale")
+		return spectora.Record{}, false
+	}
+	return spectora.Record{Status: c.Status, Body: c.Body, Path: c.Path, FetchedAt: c.FetchedAt}, true
+}
+
+func (e *Enricher) store(ctx context.Context, key string, rec spectora.Record) {
+	if e.kv == nil || rec.Status == spectorav1.RecordStatus_RECORD_STATUS_NOT_FETCHED {
+		return
+	}
+	b, err := json.Marshal(cachedRecord{Status: rec.Status, Path: rec.Path, FetchedAt: rec.FetchedAt, Body: rec.Body})
+	if err == nil {
+		_, err = e.kv.Put(ctx, key, b)
+	}
+	if err != nil {
+		e.log.Warn("record cache write failed", "key", key, "err", err)
+	}
+}
+
+var plainKey = regexp.MustCompile(`^[A-Za-z0-9_-]{1,200}$`)
+
+// Key is the KV key of a record: "<source>.<resource>.<id>", with IDs outside
+// the key alphabet base64url-encoded. The source is part of it: two Spectora
+// companies' records may share an ID.
+func Key(source, resource, id string) string {
+	if !plainKey.MatchString(id) {
+		id = "b64_" + base64.RawURLEncoding.EncodeToString([]byte(id))
+	}
+	if source == "" {
+		source = "default"
+	}
+	return source + "." + resource + "." + id
+}
+
+// BucketConfig is the KV bucket caching records for ttl.
+func BucketConfig(ttl time.Duration, replicas int) jetstream.KeyValueConfig {
+	return jetstream.KeyValueConfig{
+		Bucket:      stream.RecordBucket,
+		Description: "Spectora records fetched by the enricher, shared by every group",
+		TTL:         ttl,
+		History:     1,
+		Storage:     jetstream.FileStorage,
+		Replicas:    replicas,
+	}
+}

@@ -1,0 +1,219 @@
+package enrich_test
+
+import (
+	"context"
+	"encoding/json"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/spectora-stream/spectora-stream/consumers"
+	"github.com/spectora-stream/spectora-stream/enrich"
+	"github.com/spectora-stream/spectora-stream/internal/apitest"
+	"github.com/spectora-stream/spectora-stream/internal/natstest"
+	spectorav1 "github.com/spectora-stream/spectora-stream/proto/spectora/v1"
+	"github.com/spectora-stream/spectora-stream/spectora"
+	"github.com/spectora-stream/spectora-stream/stream"
+)
+
+type env struct {
+	js  jetstream.JetStream
+	kv  jetstream.KeyValue
+	api *apitest.API
+	enr *enrich.Enricher
+	reg *prometheus.Registry
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	e := &env{api: apitest.New(t), reg: prometheus.NewRegistry()}
+	_, e.js = natstest.JetStream(t, natstest.Server(t))
+	e.kv = natstest.Streams(t, e.js)
+	c, err := spectora.NewClient(spectora.Config{BaseURL: e.api.URL, Token: apitest.Token, RateLimit: 1000, RateBurst: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := enrich.NewMetrics(e.reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.enr = enrich.New(enrich.Config{Metrics: m}, e.kv, enrich.Clients{"": c})
+	return e
+}
+
+func (e *env) run(t *testing.T, cfg consumers.Config) {
+	t.Helper()
+	g, err := consumers.NewGroup(cfg, e.js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	natstest.Run(t, g)
+}
+
+func TestThreeGroupsOneEventOneAPICall(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.api.Latency = 50 * time.Millisecond // the three look-ups overlap
+	var (
+		mu   sync.Mutex
+		recs = map[string]spectora.Record{}
+	)
+	lookup := func(name string) consumers.Handler {
+		return func(ctx context.Context, m *consumers.Message) error {
+			rec, err := e.enr.Record(ctx, m.Event)
+			if err != nil {
+				return err
+			}
+			mu.Lock()
+			recs[name] = rec
+			mu.Unlock()
+			return nil
+		}
+	}
+	for _, name := range []string{"crm", "billing", "reports"} {
+		e.run(t, consumers.Config{Name: name, Handler: lookup(name)})
+	}
+	seq := natstest.Publish(t, e.js, "msg_1", "inspection.confirmed", "42")
+	for _, name := range []string{"crm", "billing", "reports"} {
+		natstest.WaitDone(t, e.js, stream.Raw, name, seq)
+	}
+	if n := e.api.Calls.Load(); n != 1 {
+		t.Fatalf("API called %d times, want 1", n)
+	}
+	for name, rec := range recs {
+		if rec.Status != spectorav1.RecordStatus_RECORD_STATUS_FOUND || rec.Path != "/v2/inspections/42" || !json.Valid(rec.Body) {
+			t.Fatalf("%s got %+v", name, rec)
+		}
+	}
+	// A later group on the same event is served from the shared cache.
+	e.run(t, consumers.Config{Name: "late", Handler: lookup("late")})
+	natstest.WaitDone(t, e.js, stream.Raw, "late", seq)
+	if n := e.api.Calls.Load(); n != 1 {
+		t.Fatalf("API called %d times after a cached look-up", n)
+	}
+	if hits := natstest.Metric(t, e.reg, "spectora_record_cache_total", map[string]string{"result": "hit"}); hits != 1 {
+		t.Fatalf("cache hits %g, want 1", hits)
+	}
+}
+
+func TestCachedRecordOlderThanTheEventIsRefetched(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ev := &spectorav1.WebhookEvent{Source: "default", Resource: "agent", Action: "updated", RecordId: "5", ReceivedAt: timestamppb.New(time.Now().Add(-time.Minute))}
+	if _, err := e.enr.Record(context.Background(), ev); err != nil {
+		t.Fatal(err)
+	}
+	// Same record, a newer event: the cached copy predates it.
+	ev2 := proto.Clone(ev).(*spectorav1.WebhookEvent)
+	ev2.ReceivedAt = timestamppb.New(time.Now().Add(time.Second))
+	if _, err := e.enr.Record(context.Background(), ev2); err != nil {
+		t.Fatal(err)
+	}
+	if n := e.api.Calls.Load(); n != 2 {
+		t.Fatalf("API called %d times, want 2", n)
+	}
+	// The older event is happy with the newer copy.
+	if _, err := e.enr.Record(context.Background(), ev); err != nil {
+		t.Fatal(err)
+	}
+	if n := e.api.Calls.Load(); n != 2 {
+		t.Fatalf("API called %d times, want still 2", n)
+	}
+}
+
+func TestAPIErrorsBecomeConsumerDecisions(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ev := &spectorav1.WebhookEvent{Source: "default", Resource: "inspection", Action: "confirmed", RecordId: "1", ReceivedAt: timestamppb.Now()}
+	e.api.Fail429.Store(1)
+	e.api.RetryAfter = "120"
+	_, err := e.enr.Record(context.Background(), ev)
+	if d := consumers.Decide(err, 1, 5, []time.Duration{time.Second}); d.Outcome != consumers.OutcomeRetry || d.Delay != 120*time.Second {
+		t.Fatalf("long 429: Decide = %+v (%v), want a retry in 120s", d, err)
+	}
+	e.api.Fail500.Store(100)
+	_, err = e.enr.Record(context.Background(), ev)
+	if d := consumers.Decide(err, 1, 5, []time.Duration{time.Second}); d.Outcome != consumers.OutcomeRetry || d.Delay != time.Second {
+		t.Fatalf("5xx: Decide = %+v (%v), want a retry with the group's backoff", d, err)
+	}
+}
+
+func TestEnricherGroupRepublishesOncePerEvent(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.api.Gone("/v2/inspections/77")
+	e.run(t, consumers.Config{Name: enrich.GroupName, Handler: e.enr.Handler(e.js)})
+	natstest.Publish(t, e.js, "msg_a", "inspection.confirmed", "42")
+	natstest.Publish(t, e.js, "msg_gone", "inspection.confirmed", "77")
+	last := natstest.Publish(t, e.js, "msg_del", "inspection.deleted", "78")
+	natstest.WaitDone(t, e.js, stream.Raw, enrich.GroupName, last)
+	enriched := readEnriched(t, e.js)
+	if len(enriched) != 3 {
+		t.Fatalf("%d enriched events, want 3", len(enriched))
+	}
+	got := enriched["msg_a"]
+	if got.GetRecordStatus() != spectorav1.RecordStatus_RECORD_STATUS_FOUND || got.GetRecordPath() != "/v2/inspections/42" ||
+		got.GetSourceSequence() != 1 || got.GetFetchedAt() == nil || got.GetEvent().GetRecordId() != "42" {
+		t.Fatalf("enriched = %v", got)
+	}
+	if enriched["msg_gone"].GetRecordStatus() != spectorav1.RecordStatus_RECORD_STATUS_GONE ||
+		enriched["msg_del"].GetRecordStatus() != spectorav1.RecordStatus_RECORD_STATUS_NOT_FETCHED {
+		t.Fatalf("gone %v, deleted %v", enriched["msg_gone"].GetRecordStatus(), enriched["msg_del"].GetRecordStatus())
+	}
+	if n := e.api.Calls.Load(); n != 2 {
+		t.Fatalf("API called %d times, want 2 (found, 404; deleted never)", n)
+	}
+	// Reprocessing the raw events republishes nothing: the enriched stream's
+	// duplicate window drops copies with the same message ID.
+	if _, err := e.js.ResetConsumerToSequence(context.Background(), stream.Raw, enrich.GroupName, 1); err != nil {
+		t.Fatal(err)
+	}
+	natstest.WaitDone(t, e.js, stream.Raw, enrich.GroupName, last)
+	if info := natstest.StreamInfo(t, e.js, stream.Enriched); info.State.Msgs != 3 {
+		t.Fatalf("enriched stream holds %d after a replay, want 3", info.State.Msgs)
+	}
+}
+
+// readEnriched reads the enriched stream, keyed by svix ID, checking each
+// message's headers and subject.
+func readEnriched(t *testing.T, js jetstream.JetStream) map[string]*spectorav1.EnrichedEvent {
+	t.Helper()
+	s, err := js.Stream(context.Background(), stream.Enriched)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info := natstest.StreamInfo(t, js, stream.Enriched)
+	out := map[string]*spectorav1.EnrichedEvent{}
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
+		m, err := s.GetMsg(context.Background(), seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ev, err := stream.Decode(m.Header, m.Data)
+		if err != nil || ev.Enriched == nil {
+			t.Fatalf("seq %d: %v", seq, err)
+		}
+		want := stream.Route{Resource: ev.Webhook.GetResource(), Action: ev.Webhook.GetAction()}.EnrichedSubject()
+		if m.Subject != want || m.Header.Get(stream.HeaderRecordStatus) != stream.RecordStatusName(ev.Enriched.GetRecordStatus()) ||
+			m.Header.Get(stream.HeaderMsgID) != ev.Webhook.GetId() {
+			t.Fatalf("seq %d: subject %q headers %v", seq, m.Subject, m.Header)
+		}
+		out[ev.Webhook.GetId()] = ev.Enriched
+	}
+	return out
+}
+
+func TestKeyIncludesTheSource(t *testing.T) {
+	t.Parallel()
+	if a, b := enrich.Key("acme", "inspection", "1"), enrich.Key("beta", "inspection", "1"); a == b {
+		t.Fatalf("two companies' records share key %q", a)
+	}
+	if got := enrich.Key("default", "agent", "a.b/c"); got != "default.agent.b64_YS5iL2M" {
+		t.Fatalf("Key = %q", got)
+	}
+}
