@@ -18,8 +18,7 @@ import (
 )
 
 type benchCmd struct {
-	URL         string        `name:"spectora-gateway-url" env:"SPECTORA_GATEWAY_URL" default:"http://127.0.0.1:8080/webhooks/spectora" help:"Gateway webhook URL (${env})."`
-	Secret      string        `name:"spectora-webhook-secret" env:"SPECTORA_WEBHOOK_SECRET" help:"Signs with the first whsec_ secret in this list (${env})."`
+	targetFlags `embed:""`
 	Concurrency int           `name:"concurrency" short:"c" default:"64" help:"Requests in flight at once."`
 	Duration    time.Duration `name:"duration" short:"d" default:"10s" help:"How long to run (ignored when --requests is set)."`
 	Requests    int           `name:"requests" short:"n" default:"0" help:"Send exactly this many requests."`

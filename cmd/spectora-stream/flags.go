@@ -240,3 +240,9 @@ func splitList(s string) []string {
 	}
 	return out
 }
+
+// targetFlags say where send, bench and sim post webhooks and what they sign with.
+type targetFlags struct {
+	URL    string `name:"spectora-gateway-url" env:"SPECTORA_GATEWAY_URL" default:"http://127.0.0.1:8080/webhooks/spectora" help:"Gateway webhook URL (${env})."`
+	Secret string `name:"spectora-webhook-secret" env:"SPECTORA_WEBHOOK_SECRET" help:"Signs with the first whsec_ secret in this list (${env})."`
+}

@@ -31,11 +31,13 @@ func testProcess(t *testing.T, store string) process {
 	key := make([]byte, 24)
 	_, _ = rand.Read(key)
 	return process{
-		name:     "test",
-		nats:     natsFlags{ConnectTimeout: 5 * time.Second},
-		embedded: embeddedFlags{StoreDir: store, Listen: "off"},
-		streams:  streamFlags{Replicas: 1, MaxAge: 168 * time.Hour, Duplicates: 24 * time.Hour, SetupTimeout: 10 * time.Second},
-		ops:      opsFlags{MetricsAddr: freeAddr(t)},
+		name: "test",
+		serverFlags: serverFlags{
+			NATS:     natsFlags{ConnectTimeout: 5 * time.Second},
+			Embedded: embeddedFlags{StoreDir: store, Listen: "off"},
+			Streams:  streamFlags{Replicas: 1, MaxAge: 168 * time.Hour, Duplicates: 24 * time.Hour, SetupTimeout: 10 * time.Second},
+			Ops:      opsFlags{MetricsAddr: freeAddr(t)},
+		},
 		gateway: &gatewayFlags{
 			HTTPAddr: freeAddr(t), Secret: "whsec_" + base64.StdEncoding.EncodeToString(key),
 			TypeFields: "type", IDFields: "id", BodyLimit: 1 << 19, MaxPending: 4000,
@@ -57,7 +59,7 @@ func startServe(t *testing.T, p process) (stop func() error) {
 			t.Fatalf("serve exited early: %v", err)
 		default:
 		}
-		resp, err := http.Get("http://" + p.ops.MetricsAddr + "/readyz")
+		resp, err := http.Get("http://" + p.Ops.MetricsAddr + "/readyz")
 		if err != nil {
 			return false
 		}
@@ -174,15 +176,15 @@ func TestServeRefusesBadSettingsNamingThem(t *testing.T) {
 		{"blank secret", func(p *process) { p.gateway.Secret = " , " }, "SPECTORA_WEBHOOK_SECRET"},
 		{"bad secret", func(p *process) { p.gateway.Secret = "whsec_short" }, "SPECTORA_WEBHOOK_SECRET"},
 		{"bad sources", func(p *process) { p.gateway.Sources = "Bad Name=whsec_x" }, "SPECTORA_WEBHOOK_SOURCES"},
-		{"dup window over max age", func(p *process) { p.streams.Duplicates = 200 * time.Hour }, "NATS_DUPLICATE_WINDOW"},
-		{"replicas", func(p *process) { p.streams.Replicas = 0 }, "NATS_STREAM_REPLICAS"},
+		{"dup window over max age", func(p *process) { p.Streams.Duplicates = 200 * time.Hour }, "NATS_DUPLICATE_WINDOW"},
+		{"replicas", func(p *process) { p.Streams.Replicas = 0 }, "NATS_STREAM_REPLICAS"},
 		{"max pending", func(p *process) { p.gateway.MaxPending = 0 }, "NATS_PUBLISH_MAX_PENDING"},
 		{"unreachable NATS_URL", func(p *process) {
-			p.nats.URL = "nats://user:pw@" + freeAddr(t)
-			p.nats.ConnectTimeout = time.Second
+			p.NATS.URL = "nats://user:pw@" + freeAddr(t)
+			p.NATS.ConnectTimeout = time.Second
 		}, "NATS_URL"},
-		{"bad NATS_LISTEN", func(p *process) { p.embedded.Listen = "nohostport" }, "NATS_LISTEN"},
-		{"bad METRICS_ADDR", func(p *process) { p.ops.MetricsAddr = "nohostport" }, "METRICS_ADDR"},
+		{"bad NATS_LISTEN", func(p *process) { p.Embedded.Listen = "nohostport" }, "NATS_LISTEN"},
+		{"bad METRICS_ADDR", func(p *process) { p.Ops.MetricsAddr = "nohostport" }, "METRICS_ADDR"},
 		{"bad groups", func(p *process) {
 			c := testConsumerFlags(t, "http://127.0.0.1:1")
 			c.Groups = "enricher,crm"

@@ -25,63 +25,56 @@ import (
 	"github.com/spectora-stream/spectora-stream/stream"
 )
 
-type serveCmd struct {
-	NATS      natsFlags     `embed:""`
-	Embedded  embeddedFlags `embed:""`
-	Streams   streamFlags   `embed:""`
-	Ops       opsFlags      `embed:""`
-	Gateway   gatewayFlags  `embed:""`
-	Consumers consumerFlags `embed:""`
-}
-
-// Run runs the gateway and the built-in consumer groups in one process.
-func (c *serveCmd) Run(ctx context.Context, log *slog.Logger) error {
-	return run(ctx, log, process{name: "spectora-stream", nats: c.NATS, embedded: c.Embedded, streams: c.Streams,
-		ops: c.Ops, gateway: &c.Gateway, consumers: &c.Consumers})
-}
-
-type gatewayCmd struct {
+// serverFlags are the settings every server command shares.
+type serverFlags struct {
 	NATS     natsFlags     `embed:""`
 	Embedded embeddedFlags `embed:""`
 	Streams  streamFlags   `embed:""`
 	Ops      opsFlags      `embed:""`
-	Gateway  gatewayFlags  `embed:""`
+}
+
+type serveCmd struct {
+	serverFlags `embed:""`
+	Gateway     gatewayFlags  `embed:""`
+	Consumers   consumerFlags `embed:""`
+}
+
+// Run runs the gateway and the built-in consumer groups in one process.
+func (c *serveCmd) Run(ctx context.Context, log *slog.Logger) error {
+	return run(ctx, log, process{name: "spectora-stream", serverFlags: c.serverFlags, gateway: &c.Gateway, consumers: &c.Consumers})
+}
+
+type gatewayCmd struct {
+	serverFlags `embed:""`
+	Gateway     gatewayFlags `embed:""`
 }
 
 // Run runs the gateway alone.
 func (c *gatewayCmd) Run(ctx context.Context, log *slog.Logger) error {
-	return run(ctx, log, process{name: "spectora-gateway", nats: c.NATS, embedded: c.Embedded, streams: c.Streams,
-		ops: c.Ops, gateway: &c.Gateway})
+	return run(ctx, log, process{name: "spectora-gateway", serverFlags: c.serverFlags, gateway: &c.Gateway})
 }
 
 type consumersCmd struct {
-	NATS      natsFlags     `embed:""`
-	Embedded  embeddedFlags `embed:""`
-	Streams   streamFlags   `embed:""`
-	Ops       opsFlags      `embed:""`
-	Consumers consumerFlags `embed:""`
+	serverFlags `embed:""`
+	Consumers   consumerFlags `embed:""`
 }
 
 // Run runs the built-in consumer groups alone.
 func (c *consumersCmd) Run(ctx context.Context, log *slog.Logger) error {
-	return run(ctx, log, process{name: "spectora-consumers", nats: c.NATS, embedded: c.Embedded, streams: c.Streams,
-		ops: c.Ops, consumers: &c.Consumers})
+	return run(ctx, log, process{name: "spectora-consumers", serverFlags: c.serverFlags, consumers: &c.Consumers})
 }
 
 // process is what one server command runs: the gateway, the groups or both.
 type process struct {
+	serverFlags
 	name      string
-	nats      natsFlags
-	embedded  embeddedFlags
-	streams   streamFlags
-	ops       opsFlags
 	gateway   *gatewayFlags
 	consumers *consumerFlags
 }
 
 // validate checks every setting before anything starts.
 func (p process) validate() (gateway.Config, error) {
-	if err := p.streams.validate(); err != nil {
+	if err := p.Streams.validate(); err != nil {
 		return gateway.Config{}, err
 	}
 	var gcfg gateway.Config
@@ -125,9 +118,9 @@ func run(ctx context.Context, log *slog.Logger, p process) (err error) {
 	}
 
 	// NATS: the embedded server, or NATS_URL.
-	ncfg := p.nats.config(p.name)
-	if p.nats.URL == "" {
-		emb, err := embedded.Start(embedded.Config{StoreDir: p.embedded.StoreDir, Listen: p.embedded.listen()}, log)
+	ncfg := p.NATS.config(p.name)
+	if p.NATS.URL == "" {
+		emb, err := embedded.Start(embedded.Config{StoreDir: p.Embedded.StoreDir, Listen: p.Embedded.listen()}, log)
 		if err != nil {
 			return err
 		}
@@ -135,7 +128,7 @@ func run(ctx context.Context, log *slog.Logger, p process) (err error) {
 			emb.Shutdown()
 			log.Info("embedded JetStream server stopped")
 		}()
-		log.Info("embedded JetStream server started", "store_dir", p.embedded.StoreDir, "client_url", emb.ClientURL())
+		log.Info("embedded JetStream server started", "store_dir", p.Embedded.StoreDir, "client_url", emb.ClientURL())
 		ncfg.InProcess = emb.InProcess()
 	}
 	conn, err := natsx.Open(ctx, ncfg, log)
@@ -153,12 +146,12 @@ func run(ctx context.Context, log *slog.Logger, p process) (err error) {
 	}
 
 	// Streams, then readiness and the ops listener.
-	limits := p.streams.limits()
+	limits := p.Streams.limits()
 	cfgs := []jetstream.StreamConfig{stream.RawConfig(limits)}
 	if p.consumers != nil {
 		cfgs = stream.Configs(limits, p.consumers.DLQMaxAge)
 	}
-	setupCtx, cancel := context.WithTimeout(ctx, p.streams.SetupTimeout)
+	setupCtx, cancel := context.WithTimeout(ctx, p.Streams.SetupTimeout)
 	defer cancel()
 	var names []string
 	for _, c := range cfgs {
@@ -170,13 +163,13 @@ func run(ctx context.Context, log *slog.Logger, p process) (err error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	ready := ops.NewReadiness(natsx.NewHealth(conn, js, names...).Ready, time.Second)
-	opsSrv, err := ops.Listen("METRICS_ADDR", p.ops.MetricsAddr, ops.Handler(ops.Options{Gatherer: reg, Readiness: ready}), log)
+	opsSrv, err := ops.Listen("METRICS_ADDR", p.Ops.MetricsAddr, ops.Handler(ops.Options{Gatherer: reg, Readiness: ready}), log)
 	if err != nil {
 		return err
 	}
 	defer shutdownListener(log, "METRICS_ADDR", opsSrv)
-	if p.ops.PprofAddr != "" {
-		pprofSrv, err := ops.Listen("PPROF_ADDR", p.ops.PprofAddr, ops.Handler(ops.Options{Gatherer: reg, Readiness: ready, Pprof: true}), log)
+	if p.Ops.PprofAddr != "" {
+		pprofSrv, err := ops.Listen("PPROF_ADDR", p.Ops.PprofAddr, ops.Handler(ops.Options{Gatherer: reg, Readiness: ready, Pprof: true}), log)
 		if err != nil {
 			return err
 		}
@@ -197,7 +190,7 @@ func run(ctx context.Context, log *slog.Logger, p process) (err error) {
 	}
 	var groups *runningGroups
 	if p.consumers != nil {
-		groups, err = startGroups(ctx, js, reg, tel, *p.consumers, p.streams.Replicas, failed, log)
+		groups, err = startGroups(ctx, js, reg, tel, *p.consumers, p.Streams.Replicas, failed, log)
 		if err != nil {
 			if gw != nil {
 				gw.stop(js, ready, log)

@@ -13,14 +13,13 @@ import (
 )
 
 type sendCmd struct {
-	URL     string        `name:"spectora-gateway-url" env:"SPECTORA_GATEWAY_URL" default:"http://127.0.0.1:8080/webhooks/spectora" help:"Gateway webhook URL (${env})."`
-	Secret  string        `name:"spectora-webhook-secret" env:"SPECTORA_WEBHOOK_SECRET" help:"Signs with the first whsec_ secret in this list (${env})."`
-	Type    string        `name:"type" default:"inspection.confirmed" help:"Event type."`
-	ID      string        `name:"id" default:"42" help:"Record ID (sent as a JSON number when numeric)."`
-	Body    string        `name:"body" help:"Send this exact body instead of building one from --type and --id."`
-	MsgID   string        `name:"msg-id" help:"svix-id to use; default a fresh one. Repeat an ID to see deduplication."`
-	Skew    time.Duration `name:"skew" default:"0s" help:"Shift the signed timestamp, e.g. -10m to see a stale webhook refused."`
-	Timeout time.Duration `name:"timeout" default:"15s" help:"HTTP timeout, like Svix's."`
+	targetFlags `embed:""`
+	Type        string        `name:"type" default:"inspection.confirmed" help:"Event type."`
+	ID          string        `name:"id" default:"42" help:"Record ID (sent as a JSON number when numeric)."`
+	Body        string        `name:"body" help:"Send this exact body instead of building one from --type and --id."`
+	MsgID       string        `name:"msg-id" help:"svix-id to use; default a fresh one. Repeat an ID to see deduplication."`
+	Skew        time.Duration `name:"skew" default:"0s" help:"Shift the signed timestamp, e.g. -10m to see a stale webhook refused."`
+	Timeout     time.Duration `name:"timeout" default:"15s" help:"HTTP timeout, like Svix's."`
 }
 
 func (c *sendCmd) Run(ctx context.Context, _ *slog.Logger) error {

@@ -70,13 +70,13 @@ func TestServeEndToEndWithSimulator(t *testing.T) {
 	defer apiSrv.Close()
 
 	p := testProcess(t, t.TempDir())
-	p.embedded.Listen = freeAddr(t) // operator commands connect here
+	p.Embedded.Listen = freeAddr(t) // operator commands connect here
 	cf := testConsumerFlags(t, apiSrv.URL)
 	p.consumers = &cf
 	gf := p.gateway
 	stop := startServe(t, p)
 	defer func() { _ = stop() }()
-	client := clientFlags{natsFlags: natsFlags{ConnectTimeout: 5 * time.Second}, Listen: p.embedded.Listen}
+	client := clientFlags{natsFlags: natsFlags{ConnectTimeout: 5 * time.Second}, Listen: p.Embedded.Listen}
 
 	sender, err := sim.NewSender(sim.SenderConfig{URL: "http://" + gf.HTTPAddr + "/webhooks/spectora", Secret: gf.Secret, Rate: 100, Count: sim.RoundLength}, nil)
 	if err != nil {
@@ -131,7 +131,7 @@ func TestServeEndToEndWithSimulator(t *testing.T) {
 		t.Fatal("replay of an unknown group succeeded")
 	}
 
-	resp, err := http.Get("http://" + p.ops.MetricsAddr + "/metrics")
+	resp, err := http.Get("http://" + p.Ops.MetricsAddr + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}

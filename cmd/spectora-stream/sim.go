@@ -20,12 +20,11 @@ type simCmd struct {
 	API429Rate   float64       `name:"sim-api-429-rate" env:"SIM_API_429_RATE" default:"0" help:"Share of API requests answered 429 with Retry-After 1 (${env})."`
 	Strict       bool          `name:"sim-strict" env:"SIM_STRICT" help:"Answer 404 for records the simulator did not create (${env})."`
 
-	URL       string        `name:"spectora-gateway-url" env:"SPECTORA_GATEWAY_URL" default:"http://127.0.0.1:8080/webhooks/spectora" help:"Gateway webhook URL (${env})."`
-	Secret    string        `name:"spectora-webhook-secret" env:"SPECTORA_WEBHOOK_SECRET" help:"Signs with the first whsec_ secret in this list (${env})."`
-	Rate      float64       `name:"sim-rate" env:"SIM_RATE" default:"2" help:"Events per second; 0 runs the fake API only (${env})."`
-	Count     int           `name:"sim-count" env:"SIM_COUNT" default:"0" help:"Stop sending after this many events; 0: until --duration or Ctrl-C (${env})."`
-	Duration  time.Duration `name:"sim-duration" env:"SIM_DURATION" default:"0s" help:"Stop sending after this long; 0: no limit (${env})."`
-	TimeScale float64       `name:"sim-time-scale" env:"SIM_TIME_SCALE" default:"1" help:"Multiplies Svix's retry delays (5s, 5m, 30m, 2h, 5h, 10h, 10h); 0.001 makes 5 minutes 300 ms (${env})."`
+	targetFlags `embed:""`
+	Rate        float64       `name:"sim-rate" env:"SIM_RATE" default:"2" help:"Events per second; 0 runs the fake API only (${env})."`
+	Count       int           `name:"sim-count" env:"SIM_COUNT" default:"0" help:"Stop sending after this many events; 0: until --duration or Ctrl-C (${env})."`
+	Duration    time.Duration `name:"sim-duration" env:"SIM_DURATION" default:"0s" help:"Stop sending after this long; 0: no limit (${env})."`
+	TimeScale   float64       `name:"sim-time-scale" env:"SIM_TIME_SCALE" default:"1" help:"Multiplies Svix's retry delays (5s, 5m, 30m, 2h, 5h, 10h, 10h); 0.001 makes 5 minutes 300 ms (${env})."`
 }
 
 func (c *simCmd) Run(ctx context.Context, log *slog.Logger) error {
