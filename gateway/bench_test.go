@@ -1,4 +1,4 @@
-package gateway
+package gateway_test
 
 import (
 	"bytes"
@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/spectora-stream/spectora-stream/internal/webhook"
-	"github.com/spectora-stream/spectora-stream/stream"
 )
 
 // BenchmarkWebhook measures the whole handler path over loopback HTTP: verify,
@@ -47,29 +46,4 @@ func BenchmarkWebhook(b *testing.B) {
 			}
 		}
 	})
-}
-
-// BenchmarkVerifyAndEnvelope measures the CPU work per webhook without I/O:
-// signature check, type/ID extraction, routing and protobuf encoding.
-func BenchmarkVerifyAndEnvelope(b *testing.B) {
-	secret := newSecret(b)
-	v, err := NewVerifier("BENCH", []string{secret})
-	if err != nil {
-		b.Fatal(err)
-	}
-	body := webhook.Body("inspection.confirmed", "42", map[string]any{"padding": string(bytes.Repeat([]byte("x"), 400))})
-	now := time.Now()
-	hdrs := SignedHeaders{ID: "msg_bench", Timestamp: fmt.Sprint(now.Unix()), Signature: svixSign(b, secret, "msg_bench", now, body)}
-	fields := DefaultFields()
-	b.ReportAllocs()
-	for b.Loop() {
-		signedAt, err := v.Verify(hdrs, body)
-		if err != nil {
-			b.Fatal(err)
-		}
-		typ, id := fields.Extract(body)
-		if _, err := Message(Inbound{ID: hdrs.ID, Type: typ, RecordID: id, Source: DefaultSource, Route: stream.RouteFor(typ), SignedAt: signedAt, ReceivedAt: now, Body: body}); err != nil {
-			b.Fatal(err)
-		}
-	}
 }

@@ -2,7 +2,9 @@ package gateway
 
 import (
 	"fmt"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/nats-io/nats.go"
 	"google.golang.org/protobuf/proto"
@@ -37,7 +39,7 @@ func Envelope(in Inbound) *spectorav1.WebhookEvent {
 		Subject:     in.Route.Subject(),
 		SignedAt:    timestamppb.New(in.SignedAt),
 		ReceivedAt:  timestamppb.New(in.ReceivedAt),
-		ContentType: in.ContentType,
+		ContentType: contentType(in.ContentType),
 		Body:        in.Body,
 	}
 }
@@ -62,4 +64,17 @@ func Message(in Inbound) (*nats.Msg, error) {
 		msg.Header.Set(stream.HeaderRecordID, stream.HeaderValue(in.RecordID))
 	}
 	return msg, nil
+}
+
+// contentType keeps the request's Content-Type storable: the envelope field
+// is a protobuf string, which must be UTF-8, so invalid bytes become U+FFFD,
+// and it is cut to 256 bytes. The body itself is kept byte for byte.
+func contentType(ct string) string {
+	if !utf8.ValidString(ct) {
+		ct = strings.ToValidUTF8(ct, "\uFFFD")
+	}
+	if len(ct) > 256 {
+		ct = strings.ToValidUTF8(ct[:256], "")
+	}
+	return ct
 }

@@ -1,6 +1,13 @@
 // Package gateway is the HTTP ingest service: a Fiber app that verifies Svix
 // webhooks from Spectora, routes each to a subject spectora.<resource>.<action>
 // and answers 2xx only once JetStream has stored it.
+//
+// Nothing unauthenticated costs real resources: a request is checked in
+// order of cost, and its body is read only once its signature headers could
+// be genuine (present, well-formed, a fresh timestamp, a plausible number of
+// signatures), within a memory budget shared by every request in flight.
+// Refused requests are limited per client address; the rate limit of
+// verified webhooks is per source and only verified webhooks spend it.
 package gateway
 
 import (
@@ -10,13 +17,14 @@ import (
 	"log/slog"
 	"math"
 	"net"
-	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gofiber/contrib/otelfiber/v2"
 	"github.com/gofiber/fiber/v2"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/valyala/fasthttp"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/propagation"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
@@ -28,7 +36,12 @@ import (
 	"github.com/spectora-stream/spectora-stream/stream"
 )
 
-// Config configures the gateway. Zero values take the documented defaults.
+// EnvelopeOverhead bounds what the protobuf envelope and the NATS headers add
+// to a body: the body limit plus this must fit the server's max payload.
+const EnvelopeOverhead = 8 << 10
+
+// Config configures the gateway. Zero values take the documented defaults;
+// nil Logger, Metrics and TracerProvider turn logs, metrics and tracing off.
 type Config struct {
 	// Secrets verify webhooks posted to /webhooks/spectora
 	// (SPECTORA_WEBHOOK_SECRET): whsec_ secrets and whpk_ public keys. Required.
@@ -39,21 +52,37 @@ type Config struct {
 	// Fields are the body paths of the event type and record ID.
 	Fields Fields
 	// BodyLimit is the largest accepted body in bytes (HTTP_BODY_LIMIT);
-	// default 1 MiB. Svix payloads are at most about 350 KB.
+	// default 1,000,000. Svix payloads are at most about 350 KB.
 	BodyLimit int
+	// MaxPayload is the NATS server's largest message (nats.Conn.MaxPayload);
+	// BodyLimit plus EnvelopeOverhead must fit it. Default 1 MiB, NATS's own.
+	MaxPayload int64
+	// MaxInflightBytes bounds the memory all bodies being read or verified
+	// may use together (HTTP_MAX_INFLIGHT_BYTES); past it, 503. Default 32 MiB.
+	MaxInflightBytes int64
 	// PublishTimeout bounds the wait for JetStream's PubAck (PUBLISH_TIMEOUT);
 	// default 5 s, well under Svix's 15 s.
 	PublishTimeout time.Duration
 	// RetryAfter is the Retry-After sent with 503 (RETRY_AFTER); default 5 s.
 	RetryAfter time.Duration
-	// RateLimit is the sustained requests per second allowed (RATE_LIMIT);
-	// 0 disables the limit.
+	// RateLimit is the verified webhooks per second allowed per source
+	// (RATE_LIMIT); 0 disables the limit.
 	RateLimit float64
 	// RateBurst is the burst above RateLimit (RATE_BURST); default 2×RateLimit.
 	RateBurst int
+	// RefusedRateLimit is the refused requests per second allowed per client
+	// address (REFUSED_RATE_LIMIT) before it is answered 429 without further
+	// work; 0 disables. Default 10.
+	RefusedRateLimit float64
+	// RefusedRateBurst is its burst (REFUSED_RATE_BURST); default 50.
+	RefusedRateBurst int
+	// TrustedProxies are load balancers (IPs or CIDRs, TRUSTED_PROXIES) whose
+	// X-Forwarded-For names the client address.
+	TrustedProxies []string
 	// Stream is the stream every publish must land in; default SPECTORA.
 	Stream string
-	// ReadTimeout, WriteTimeout and IdleTimeout are the HTTP server's timeouts.
+	// ReadTimeout bounds reading one whole request, headers and body;
+	// WriteTimeout and IdleTimeout are the HTTP server's other timeouts.
 	ReadTimeout, WriteTimeout, IdleTimeout time.Duration
 	// Logger receives the gateway's logs; nil discards them.
 	Logger *slog.Logger
@@ -75,7 +104,13 @@ func (c *Config) setDefaults() {
 		c.Fields.ID = DefaultFields().ID
 	}
 	if c.BodyLimit == 0 {
-		c.BodyLimit = 1 << 20
+		c.BodyLimit = 1_000_000
+	}
+	if c.MaxPayload == 0 {
+		c.MaxPayload = 1 << 20
+	}
+	if c.MaxInflightBytes == 0 {
+		c.MaxInflightBytes = 32 << 20
 	}
 	if c.PublishTimeout == 0 {
 		c.PublishTimeout = 5 * time.Second
@@ -85,6 +120,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.RateLimit > 0 && c.RateBurst == 0 {
 		c.RateBurst = max(1, int(math.Ceil(2*c.RateLimit)))
+	}
+	if c.RefusedRateLimit > 0 && c.RefusedRateBurst == 0 {
+		c.RefusedRateBurst = 50
 	}
 	if c.Stream == "" {
 		c.Stream = stream.Raw
@@ -110,16 +148,28 @@ func (c *Config) validate() error {
 	switch {
 	case c.BodyLimit < 1024:
 		return fmt.Errorf("%w: HTTP_BODY_LIMIT %d: want at least 1024 bytes", ErrBadConfig, c.BodyLimit)
+	case int64(c.BodyLimit)+EnvelopeOverhead > c.MaxPayload:
+		return fmt.Errorf("%w: HTTP_BODY_LIMIT %d plus up to %d bytes of envelope exceeds the NATS server's max_payload %d: lower HTTP_BODY_LIMIT to at most %d or raise max_payload",
+			ErrBadConfig, c.BodyLimit, EnvelopeOverhead, c.MaxPayload, c.MaxPayload-EnvelopeOverhead)
+	case c.MaxInflightBytes < int64(c.BodyLimit):
+		return fmt.Errorf("%w: HTTP_MAX_INFLIGHT_BYTES %d: want at least HTTP_BODY_LIMIT (%d)", ErrBadConfig, c.MaxInflightBytes, c.BodyLimit)
 	case c.PublishTimeout < 0 || c.PublishTimeout > 14*time.Second:
 		return fmt.Errorf("%w: PUBLISH_TIMEOUT %s: want more than 0 and under Svix's 15s", ErrBadConfig, c.PublishTimeout)
 	case c.RetryAfter < time.Second:
 		return fmt.Errorf("%w: RETRY_AFTER %s: want at least 1s", ErrBadConfig, c.RetryAfter)
 	case c.RateLimit < 0:
-		return fmt.Errorf("%w: RATE_LIMIT %g: must not be negative", ErrBadConfig, c.RateLimit)
+		return fmt.Errorf("%w: RATE_LIMIT %g: must not be negative (0 is no limit)", ErrBadConfig, c.RateLimit)
 	case c.RateBurst < 0:
 		return fmt.Errorf("%w: RATE_BURST %d: must not be negative", ErrBadConfig, c.RateBurst)
+	case c.RefusedRateLimit < 0:
+		return fmt.Errorf("%w: REFUSED_RATE_LIMIT %g: must not be negative (0 is no limit)", ErrBadConfig, c.RefusedRateLimit)
+	case c.RefusedRateBurst < 0:
+		return fmt.Errorf("%w: REFUSED_RATE_BURST %d: must not be negative", ErrBadConfig, c.RefusedRateBurst)
 	case len(c.Fields.Type) == 0 || len(c.Fields.ID) == 0:
 		return fmt.Errorf("%w: SPECTORA_TYPE_FIELDS and SPECTORA_ID_FIELDS need at least one path", ErrBadConfig)
+	}
+	if _, err := parseTrustedProxies(c.TrustedProxies); err != nil {
+		return fmt.Errorf("%w: TRUSTED_PROXIES: %v", ErrBadConfig, err)
 	}
 	return nil
 }
@@ -135,10 +185,12 @@ func (c Config) Validate() error {
 	return err
 }
 
-// source is one webhook endpoint: its name and the keys that verify it.
+// source is one webhook endpoint: its name, the keys that verify it and its
+// rate limit.
 type source struct {
 	name     string
 	verifier *Verifier
+	limiter  *rate.Limiter
 }
 
 // sources builds a verifier per source: DefaultSource from Secrets, and each
@@ -155,6 +207,11 @@ func (c Config) sources() (map[string]*source, error) {
 			return nil, err
 		}
 		out[name] = &source{name: name, verifier: v}
+	}
+	if c.RateLimit > 0 {
+		for _, s := range out {
+			s.limiter = rate.NewLimiter(rate.Limit(c.RateLimit), c.RateBurst)
+		}
 	}
 	return out, nil
 }
@@ -173,15 +230,17 @@ type Health interface {
 
 // Gateway is the webhook ingest service.
 type Gateway struct {
-	cfg     Config
-	app     *fiber.App
-	js      Publisher
-	health  Health
-	sources map[string]*source
-	limiter *rate.Limiter
-	metrics *Metrics
-	log     *slog.Logger
-	tracer  trace.Tracer
+	cfg      Config
+	app      *fiber.App
+	js       Publisher
+	health   Health
+	sources  map[string]*source
+	refusals *refusals
+	proxies  trustedProxies
+	budget   *budget
+	metrics  *Metrics
+	log      *slog.Logger
+	tracer   trace.Tracer
 }
 
 // New validates cfg and builds the gateway; it serves nothing until Serve.
@@ -203,18 +262,25 @@ func New(cfg Config, js Publisher, health Health) (*Gateway, error) {
 		tp = noop.NewTracerProvider()
 	}
 	g := &Gateway{cfg: cfg, js: js, health: health, log: cfg.Logger.With("component", "gateway"), sources: sources,
-		tracer: tp.Tracer(telemetry.ScopeName), metrics: cfg.Metrics}
-	if cfg.RateLimit > 0 {
-		g.limiter = rate.NewLimiter(rate.Limit(cfg.RateLimit), cfg.RateBurst)
+		tracer: tp.Tracer(telemetry.ScopeName), metrics: cfg.Metrics, budget: newBudget(cfg.MaxInflightBytes)}
+	g.proxies, _ = parseTrustedProxies(cfg.TrustedProxies) // validated above
+	if cfg.RefusedRateLimit > 0 {
+		g.refusals = newRefusals(cfg.RefusedRateLimit, cfg.RefusedRateBurst)
 	}
 	g.app = fiber.New(fiber.Config{
-		AppName:               "spectora-stream gateway",
-		BodyLimit:             cfg.BodyLimit,
-		ReadTimeout:           cfg.ReadTimeout,
-		WriteTimeout:          cfg.WriteTimeout,
-		IdleTimeout:           cfg.IdleTimeout,
-		DisableStartupMessage: true,
-		ErrorHandler:          g.handleError,
+		AppName:      "spectora-stream gateway",
+		ReadTimeout:  cfg.ReadTimeout,
+		WriteTimeout: cfg.WriteTimeout,
+		IdleTimeout:  cfg.IdleTimeout,
+		// Hand the body over as a stream after the headers, so a request is
+		// refused before its body is read; the limit is enforced while reading.
+		StreamRequestBody: true,
+		BodyLimit:         cfg.BodyLimit,
+		// fasthttp would otherwise read a multipart body, to memory or temp
+		// files, before any handler runs.
+		DisablePreParseMultipartForm: true,
+		DisableStartupMessage:        true,
+		ErrorHandler:                 g.handleError,
 	})
 	// The HTTP server span of every webhook request. With tracing off the
 	// middleware is left out: even with a no-op provider it costs about a
@@ -246,7 +312,11 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	return g.app.ShutdownWithContext(ctx)
 }
 
-const localSource = "source"
+// Locals keys.
+const (
+	localSource = "source"
+	localClient = "client"
+)
 
 // accepted is the 200 response body: where the event was stored.
 type accepted struct {
@@ -257,11 +327,20 @@ type accepted struct {
 	ID        string `json:"id"`
 }
 
+// handleWebhook checks a request in order of cost: source, framing, the
+// client's refusal budget, the signature headers, the body's size and the
+// memory budget; only then reads and verifies the body, applies the source's
+// rate limit, and publishes.
 func (g *Gateway) handleWebhook(c *fiber.Ctx) error {
 	received := time.Now()
 	g.metrics.inflightAdd(1)
 	defer g.metrics.inflightAdd(-1)
-
+	req := c.Request()
+	client := g.proxies.clientAddr(c.Context().RemoteIP(), req.Header.Peek(fiber.HeaderXForwardedFor))
+	c.Locals(localClient, client)
+	if g.refusals != nil && g.refusals.exhausted(client) {
+		return ErrRefusedTooOften
+	}
 	src := g.sources[DefaultSource]
 	if p := c.Params("source"); p != "" {
 		// Only a lookup: Fiber's params point into a reused buffer, so the
@@ -272,35 +351,60 @@ func (g *Gateway) handleWebhook(c *fiber.Ctx) error {
 		}
 		src = named
 	}
-	source := src.name
-	c.Locals(localSource, source)
-	if g.limiter != nil && !g.limiter.Allow() {
-		return ErrRateLimited
+	c.Locals(localSource, src.name)
+	if err := checkFraming(&req.Header); err != nil {
+		return err
 	}
 	ctx := c.UserContext() // carries the HTTP server span
-	hdrs, signedAt, err := g.verify(ctx, c, src)
+	signed, err := g.checkHeaders(ctx, req, src)
 	if err != nil {
 		return err
 	}
-	// Fiber reuses the body buffer once the handler returns, but nothing here
-	// keeps it that long: Message marshals it into the NATS message's own
-	// bytes, which is all an unacknowledged async publish holds on to.
-	body := c.Request().Body()
+	cl := int64(req.Header.ContentLength())
+	if cl > int64(g.cfg.BodyLimit) {
+		return fmt.Errorf("%w: Content-Length %d over HTTP_BODY_LIMIT %d", ErrTooLarge, cl, g.cfg.BodyLimit)
+	}
+	reserve := cl
+	if reserve < 0 { // chunked: the limit is the most it can be
+		reserve = int64(g.cfg.BodyLimit)
+	}
+	if err := g.budget.take(reserve); err != nil {
+		return err
+	}
+	defer g.budget.give(reserve)
+	buf := getBuf()
+	defer putBuf(buf)
+	if err := readBody(ctx, req, int64(g.cfg.BodyLimit), buf); err != nil {
+		return err
+	}
+	c.Locals(localConsumed, true)
+	body := buf.Bytes()
+	if err := g.verifyBody(ctx, src, signed, body); err != nil {
+		return err
+	}
+	if src.limiter != nil && !src.limiter.Allow() {
+		return ErrRateLimited
+	}
 	eventType, recordID := g.cfg.Fields.Extract(body)
 	in := Inbound{
-		ID:          hdrs.ID,
+		ID:          signed.Headers.ID,
 		Type:        eventType,
 		RecordID:    recordID,
-		Source:      source,
+		Source:      src.name,
 		Route:       stream.RouteFor(eventType),
-		SignedAt:    signedAt,
+		SignedAt:    signed.At,
 		ReceivedAt:  received,
-		ContentType: string(c.Request().Header.ContentType()),
+		ContentType: string(req.Header.ContentType()),
 		Body:        body,
 	}
+	// Message copies the body into the NATS message's own bytes, so the
+	// pooled buffer may be reused once the handler returns.
 	msg, err := Message(in)
 	if err != nil {
 		return err
+	}
+	if size := int64(len(msg.Data) + headerSize(msg)); size > g.cfg.MaxPayload {
+		return fmt.Errorf("%w: message of %d bytes over the NATS max_payload %d", ErrTooLarge, size, g.cfg.MaxPayload)
 	}
 	ack, err := g.publish(ctx, msg, in)
 	if err != nil {
@@ -312,10 +416,10 @@ func (g *Gateway) handleWebhook(c *fiber.Ctx) error {
 		outcome = outcomeDuplicate
 	case in.Route == stream.Unrouted:
 		outcome = outcomeUnrouted
-		g.log.WarnContext(ctx, "stored webhook whose event type could not be read", "subject", in.Route.Subject(), "id", in.ID, "seq", ack.Sequence, "source", source)
+		g.log.WarnContext(ctx, "stored webhook whose event type could not be read", "subject", in.Route.Subject(), "id", in.ID, "seq", ack.Sequence, "source", src.name)
 	}
-	g.metrics.request(outcome, source)
-	g.log.DebugContext(ctx, "webhook stored", "id", in.ID, "type", in.Type, "subject", in.Route.Subject(), "seq", ack.Sequence, "duplicate", ack.Duplicate, "source", source)
+	g.metrics.request(outcome, src.name)
+	g.log.DebugContext(ctx, "webhook stored", "id", in.ID, "type", in.Type, "subject", in.Route.Subject(), "seq", ack.Sequence, "duplicate", ack.Duplicate, "source", src.name)
 	return c.Status(fiber.StatusOK).JSON(accepted{
 		Stream:    ack.Stream,
 		Sequence:  ack.Sequence,
@@ -325,19 +429,39 @@ func (g *Gateway) handleWebhook(c *fiber.Ctx) error {
 	})
 }
 
-// verify checks the signature headers of the raw body as received (never a
-// re-encoded or decompressed form), in a span of its own.
-func (g *Gateway) verify(ctx context.Context, c *fiber.Ctx, src *source) (SignedHeaders, time.Time, error) {
-	_, span := g.tracer.Start(ctx, "verify webhook", trace.WithAttributes(telemetry.AttrSource.String(src.name)))
-	hdrs, err := ReadSignedHeaders(func(name string) string { return string(c.Request().Header.Peek(name)) })
+// headerSize is how many bytes msg's headers take on the wire, roughly.
+func headerSize(msg *nats.Msg) int {
+	n := len("NATS/1.0\r\n\r\n")
+	for k, vs := range msg.Header {
+		for _, v := range vs {
+			n += len(k) + len(v) + 4
+		}
+	}
+	return n
+}
+
+// checkHeaders reads and checks the signature headers, in a span of its own.
+func (g *Gateway) checkHeaders(ctx context.Context, req *fasthttp.Request, src *source) (Signed, error) {
+	_, span := g.tracer.Start(ctx, "verify headers", trace.WithAttributes(telemetry.AttrSource.String(src.name)))
+	hdrs, err := ReadSignedHeaders(func(name string) string { return string(req.Header.Peek(name)) })
 	if err != nil {
 		telemetry.End(span, err)
-		return hdrs, time.Time{}, err
+		return Signed{}, err
 	}
 	span.SetAttributes(telemetry.AttrSvixID.String(hdrs.ID))
-	signedAt, err := src.verifier.Verify(hdrs, c.Request().Body())
+	signed, err := src.verifier.Check(hdrs)
 	telemetry.End(span, err)
-	return hdrs, signedAt, err
+	return signed, err
+}
+
+// verifyBody checks the signature over the raw body as received (never a
+// re-encoded or decompressed form), in a span of its own.
+func (g *Gateway) verifyBody(ctx context.Context, src *source, signed Signed, body []byte) error {
+	_, span := g.tracer.Start(ctx, "verify webhook", trace.WithAttributes(telemetry.AttrSource.String(src.name),
+		telemetry.AttrSvixID.String(signed.Headers.ID)))
+	err := src.verifier.VerifyBody(signed, body)
+	telemetry.End(span, err)
+	return err
 }
 
 // publish sends msg asynchronously and waits for its own PubAck, so concurrent
@@ -369,7 +493,7 @@ func (g *Gateway) publish(ctx context.Context, msg *nats.Msg, in Inbound) (ack *
 		jetstream.WithExpectStream(g.cfg.Stream),
 		jetstream.WithStallWait(g.cfg.PublishTimeout))
 	if err != nil {
-		return nil, fmt.Errorf("%w: publish %s: %v", ErrUnavailable, msg.Subject, err)
+		return nil, publishError(msg.Subject, err)
 	}
 	select {
 	case ack := <-fut.Ok():
@@ -378,103 +502,28 @@ func (g *Gateway) publish(ctx context.Context, msg *nats.Msg, in Inbound) (ack *
 		if errors.Is(err, jetstream.ErrAsyncPublishTimeout) {
 			return nil, fmt.Errorf("%w: publish %s: %v", ErrPublishTimeout, msg.Subject, err)
 		}
-		return nil, fmt.Errorf("%w: publish %s: %v", ErrUnavailable, msg.Subject, err)
+		return nil, publishError(msg.Subject, err)
 	case <-ctx.Done():
 		return nil, fmt.Errorf("%w: publish %s: no PubAck within %s", ErrPublishTimeout, msg.Subject, g.cfg.PublishTimeout)
 	}
 }
 
-// errorBody is the JSON body of every error answer. Code is stable; Message is
-// for humans and never contains a secret.
-type errorBody struct {
-	Error errorDetail `json:"error"`
-}
+// jsErrStoreFailed is JetStream's error code for a message the stream would
+// not store (JSStreamStoreFailedF), limits included.
+const jsErrStoreFailed = 10077
 
-type errorDetail struct {
-	Code    string `json:"code"`
-	Message string `json:"message"`
-}
-
-// classification is how an error is answered.
-type classification struct {
-	status  int
-	code    string
-	outcome string
-	// retryAfter asks the client to come back later.
-	retryAfter bool
-}
-
-// classify maps an error to its answer. It is the one place that decides status
-// codes; handlers only return errors.
-func classify(err error) classification {
+// publishError translates a failed publish into the gateway's terms.
+func publishError(subject string, err error) error {
+	var apiErr *jetstream.APIError
 	switch {
-	case errors.Is(err, ErrMissingHeaders):
-		return classification{fiber.StatusUnauthorized, "missing_signature_headers", outcomeUnauthorize, false}
-	case errors.Is(err, ErrMalformedHeaders):
-		return classification{fiber.StatusUnauthorized, "malformed_signature_headers", outcomeUnauthorize, false}
-	case errors.Is(err, ErrTimestampTooOld):
-		return classification{fiber.StatusUnauthorized, "timestamp_too_old", outcomeUnauthorize, false}
-	case errors.Is(err, ErrTimestampTooNew):
-		return classification{fiber.StatusUnauthorized, "timestamp_too_new", outcomeUnauthorize, false}
-	case errors.Is(err, ErrSignatureMismatch):
-		return classification{fiber.StatusUnauthorized, "invalid_signature", outcomeUnauthorize, false}
-	case errors.Is(err, ErrUnknownSource):
-		return classification{fiber.StatusNotFound, "unknown_source", outcomeNotFound, false}
-	case errors.Is(err, ErrRateLimited):
-		return classification{fiber.StatusTooManyRequests, "rate_limited", outcomeRateLimited, true}
-	case errors.Is(err, ErrPublishTimeout):
-		return classification{fiber.StatusServiceUnavailable, "publish_timeout", outcomeUnavailable, true}
-	case errors.Is(err, ErrUnavailable):
-		return classification{fiber.StatusServiceUnavailable, "unavailable", outcomeUnavailable, true}
+	case errors.Is(err, nats.ErrMaxPayload):
+		return fmt.Errorf("%w: publish %s: %v", ErrTooLarge, subject, err)
+	case errors.As(err, &apiErr) && apiErr.ErrorCode == jsErrStoreFailed && strings.HasPrefix(apiErr.Description, "maximum "):
+		// "maximum bytes exceeded", "maximum messages exceeded": a full
+		// stream with discard-new; any other store failure is unavailable.
+		return fmt.Errorf("%w: publish %s: %v", ErrStreamFull, subject, err)
 	}
-	var fe *fiber.Error
-	if errors.As(err, &fe) {
-		switch fe.Code {
-		case fiber.StatusRequestEntityTooLarge:
-			return classification{fe.Code, "body_too_large", outcomeTooLarge, false}
-		case fiber.StatusNotFound:
-			return classification{fe.Code, "not_found", outcomeNotFound, false}
-		case fiber.StatusMethodNotAllowed:
-			return classification{fe.Code, "method_not_allowed", outcomeNotFound, false}
-		case fiber.StatusRequestTimeout:
-			return classification{fe.Code, "request_timeout", outcomeError, false}
-		}
-		if fe.Code >= 400 && fe.Code < 500 {
-			return classification{fe.Code, "bad_request", outcomeError, false}
-		}
-	}
-	return classification{fiber.StatusInternalServerError, "internal", outcomeError, false}
-}
-
-func (g *Gateway) handleError(c *fiber.Ctx, err error) error {
-	cl := classify(err)
-	source, _ := c.Locals(localSource).(string)
-	ctx := c.UserContext()
-	msg := err.Error()
-	switch cl.status {
-	case fiber.StatusInternalServerError:
-		g.log.ErrorContext(ctx, "webhook request failed", "err", err, "path", c.Path())
-		msg = "internal error"
-	case fiber.StatusServiceUnavailable:
-		g.log.WarnContext(ctx, "webhook not stored; asked the sender to retry", "err", err, "source", source)
-	case fiber.StatusUnauthorized:
-		g.metrics.verifyFailed(cl.code)
-		g.log.InfoContext(ctx, "webhook refused", "reason", cl.code, "source", source, "remote", c.IP())
-	case fiber.StatusRequestEntityTooLarge:
-		msg = fmt.Sprintf("body larger than HTTP_BODY_LIMIT (%d bytes)", g.cfg.BodyLimit)
-	}
-	// Only webhook endpoints count as requests; a scan of random paths does not.
-	if cl.outcome != outcomeNotFound || source != "" || errors.Is(err, ErrUnknownSource) {
-		g.metrics.request(cl.outcome, source)
-	}
-	if cl.retryAfter {
-		wait := g.cfg.RetryAfter
-		if cl.status == fiber.StatusTooManyRequests && g.limiter != nil {
-			wait = time.Duration(math.Ceil(float64(time.Second) / float64(g.limiter.Limit())))
-		}
-		c.Set(fiber.HeaderRetryAfter, strconv.Itoa(max(1, int(math.Ceil(wait.Seconds())))))
-	}
-	return c.Status(cl.status).JSON(errorBody{Error: errorDetail{Code: cl.code, Message: msg}})
+	return fmt.Errorf("%w: publish %s: %v", ErrUnavailable, subject, err)
 }
 
 // sanitizeForLog keeps request-controlled text short and printable.
@@ -483,4 +532,12 @@ func sanitizeForLog(s string) string {
 		s = s[:64]
 	}
 	return stream.HeaderValue(s)
+}
+
+// Retry-After for a refused client; exposed to the error handler.
+func (g *Gateway) refusedRetryAfter() time.Duration {
+	if g.refusals == nil {
+		return time.Second
+	}
+	return g.refusals.retryAfter()
 }

@@ -1,8 +1,10 @@
-package gateway
+package gateway_test
 
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,9 +20,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/spectora-stream/spectora-stream/gateway"
 	"github.com/spectora-stream/spectora-stream/internal/natstest"
 	"github.com/spectora-stream/spectora-stream/internal/natsx"
 	"github.com/spectora-stream/spectora-stream/internal/webhook"
@@ -35,14 +37,14 @@ type harness struct {
 	nc     *nats.Conn
 	js     jetstream.JetStream
 	stream jetstream.Stream
-	gw     *Gateway
+	gw     *gateway.Gateway
 	reg    *prometheus.Registry
 	url    string
 	secret string
 	signer *webhook.Signer
 }
 
-func newHarness(t testing.TB, mod func(*Config)) *harness {
+func newHarness(t testing.TB, mod func(*gateway.Config)) *harness {
 	t.Helper()
 	h := &harness{srv: natstest.Server(t), secret: newSecret(t)}
 	h.nc, h.js = natstest.JetStream(t, h.srv, jetstream.WithPublishAsyncTimeout(5*time.Second))
@@ -52,14 +54,14 @@ func newHarness(t testing.TB, mod func(*Config)) *harness {
 		t.Fatal(err)
 	}
 	h.reg = prometheus.NewRegistry()
-	cfg := Config{Secrets: []string{h.secret}}
-	if cfg.Metrics, err = NewMetrics(h.reg); err != nil {
+	cfg := gateway.Config{Secrets: []string{h.secret}}
+	if cfg.Metrics, err = gateway.NewMetrics(h.reg); err != nil {
 		t.Fatal(err)
 	}
 	if mod != nil {
 		mod(&cfg)
 	}
-	h.gw, err = New(cfg, h.js, natsx.NewHealth(&natsx.Conn{NC: h.nc}, h.js))
+	h.gw, err = gateway.New(cfg, h.js, natsx.NewHealth(&natsx.Conn{NC: h.nc}, h.js))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,14 +132,44 @@ func (h *harness) msgCount(t testing.TB) uint64 {
 
 func errorCode(t testing.TB, body []byte) string {
 	t.Helper()
-	var e errorBody
+	var e struct {
+		Error struct {
+			Code    string `json:"code"`
+			Message string `json:"message"`
+		} `json:"error"`
+	}
 	if err := json.Unmarshal(body, &e); err != nil {
 		t.Fatalf("error body %q is not JSON: %v", body, err)
 	}
 	return e.Error.Code
 }
 
+// accepted is the 200 answer's body.
+type accepted struct {
+	Stream    string `json:"stream"`
+	Sequence  uint64 `json:"seq"`
+	Duplicate bool   `json:"duplicate"`
+	Subject   string `json:"subject"`
+	ID        string `json:"id"`
+}
+
+func newSecret(t testing.TB) string {
+	t.Helper()
+	b := make([]byte, 24)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return "whsec_" + base64.StdEncoding.EncodeToString(b)
+}
+
+// requests is a metric of the gateway's requests.
+func (h *harness) requests(t testing.TB, outcome, source string) float64 {
+	t.Helper()
+	return natstest.Metric(t, h.reg, "spectora_gateway_requests_total", map[string]string{"outcome": outcome, "source": source})
+}
+
 func TestWebhookStoredOnceWithHeadersAndEnvelope(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, nil)
 	body := []byte(`{"type":"inspection.confirmed","id":42,"extra":"kept byte for byte"}`)
 	status, _, out := h.send(t, "/webhooks/spectora", h.secret, "msg_one", time.Now(), body)
@@ -175,7 +207,7 @@ func TestWebhookStoredOnceWithHeadersAndEnvelope(t *testing.T) {
 		stream.HeaderMsgID:       "msg_one",
 		stream.HeaderEventType:   "inspection.confirmed",
 		stream.HeaderRecordID:    "42",
-		stream.HeaderSource:      DefaultSource,
+		stream.HeaderSource:      gateway.DefaultSource,
 		stream.HeaderContentType: stream.ContentTypeWebhookEvent,
 	}
 	for k, v := range wantHdr {
@@ -192,22 +224,23 @@ func TestWebhookStoredOnceWithHeadersAndEnvelope(t *testing.T) {
 		t.Errorf("body %q, want %q byte for byte", ev.GetBody(), body)
 	}
 	if ev.GetId() != "msg_one" || ev.GetType() != "inspection.confirmed" || ev.GetResource() != "inspection" ||
-		ev.GetAction() != "confirmed" || ev.GetRecordId() != "42" || ev.GetSource() != DefaultSource ||
+		ev.GetAction() != "confirmed" || ev.GetRecordId() != "42" || ev.GetSource() != gateway.DefaultSource ||
 		ev.GetContentType() != "application/json" || ev.GetSubject() != "spectora.inspection.confirmed" {
 		t.Errorf("envelope = %v", &ev)
 	}
 	if ev.GetSignedAt().AsTime().IsZero() || ev.GetReceivedAt().AsTime().Before(ev.GetSignedAt().AsTime().Add(-time.Second)) {
 		t.Errorf("times: signed %v received %v", ev.GetSignedAt().AsTime(), ev.GetReceivedAt().AsTime())
 	}
-	if got := testutil.ToFloat64(h.gw.metrics.requests.WithLabelValues(outcomeAccepted, DefaultSource)); got != 1 {
+	if got := h.requests(t, "accepted", gateway.DefaultSource); got != 1 {
 		t.Errorf("accepted metric = %v", got)
 	}
-	if got := testutil.ToFloat64(h.gw.metrics.requests.WithLabelValues(outcomeDuplicate, DefaultSource)); got != 1 {
+	if got := h.requests(t, "duplicate", gateway.DefaultSource); got != 1 {
 		t.Errorf("duplicate metric = %v", got)
 	}
 }
 
 func TestRefusedWebhooksStoreNothing(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, nil)
 	body := []byte(`{"type":"inspection.confirmed","id":1}`)
 	forged := func() http.Header {
@@ -254,6 +287,7 @@ func TestRefusedWebhooksStoreNothing(t *testing.T) {
 }
 
 func TestWebhookHeadersFamily(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, nil)
 	body := []byte(`{"type":"agent.updated","id":"a-1"}`)
 	hdr, err := h.signer.Headers("msg_wh", time.Now(), body)
@@ -271,6 +305,7 @@ func TestWebhookHeadersFamily(t *testing.T) {
 }
 
 func TestUnreadableTypeIsStoredUnrouted(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, nil)
 	for i, body := range [][]byte{[]byte(`not json at all`), []byte(`{"kind":"mystery"}`)} {
 		status, _, out := h.send(t, "/webhooks/spectora", h.secret, fmt.Sprintf("msg_u%d", i), time.Now(), body)
@@ -291,16 +326,17 @@ func TestUnreadableTypeIsStoredUnrouted(t *testing.T) {
 			t.Fatalf("unrouted envelope body %q (%v)", ev.GetBody(), err)
 		}
 	}
-	if got := testutil.ToFloat64(h.gw.metrics.requests.WithLabelValues(outcomeUnrouted, DefaultSource)); got != 2 {
+	if got := h.requests(t, "unrouted", gateway.DefaultSource); got != 2 {
 		t.Errorf("unrouted metric = %v", got)
 	}
 }
 
 func TestBodyOverLimitIs413(t *testing.T) {
-	h := newHarness(t, func(c *Config) { c.BodyLimit = 4096 })
+	t.Parallel()
+	h := newHarness(t, func(c *gateway.Config) { c.BodyLimit = 4096 })
 	body := []byte(`{"type":"inspection.confirmed","pad":"` + strings.Repeat("x", 5000) + `"}`)
-	status, _, out := h.send(t, "/webhooks/spectora", h.secret, "msg_big", time.Now(), body)
-	if status != http.StatusRequestEntityTooLarge {
+	status, hdr, out := h.send(t, "/webhooks/spectora", h.secret, "msg_big", time.Now(), body)
+	if status != http.StatusRequestEntityTooLarge || hdr.Get("webhook-delivery") != "abort-message" {
 		t.Fatalf("status %d, want 413: %s", status, out)
 	}
 	if code := errorCode(t, out); code != "body_too_large" {
@@ -309,12 +345,13 @@ func TestBodyOverLimitIs413(t *testing.T) {
 	if n := h.msgCount(t); n != 0 {
 		t.Fatalf("stored %d", n)
 	}
-	if got := testutil.ToFloat64(h.gw.metrics.requests.WithLabelValues(outcomeTooLarge, "")); got != 1 {
+	if got := h.requests(t, "too_large", gateway.DefaultSource); got != 1 {
 		t.Errorf("too_large metric = %v", got)
 	}
 }
 
 func TestJetStreamDownAnswers503(t *testing.T) {
+	t.Parallel()
 	t.Run("server stopped", func(t *testing.T) {
 		h := newHarness(t, nil)
 		h.srv.Shutdown()
@@ -340,7 +377,7 @@ func TestJetStreamDownAnswers503(t *testing.T) {
 	})
 	t.Run("no ack in time", func(t *testing.T) {
 		h := newHarness(t, nil)
-		gw, err := New(Config{Secrets: []string{h.secret}, PublishTimeout: 100 * time.Millisecond},
+		gw, err := gateway.New(gateway.Config{Secrets: []string{h.secret}, PublishTimeout: 100 * time.Millisecond},
 			silentPublisher{}, natsx.NewHealth(&natsx.Conn{NC: h.nc}, h.js))
 		if err != nil {
 			t.Fatal(err)
@@ -369,8 +406,9 @@ func (silentPublisher) PublishMsgAsync(msg *nats.Msg, _ ...jetstream.PublishOpt)
 }
 
 func TestNamedSources(t *testing.T) {
+	t.Parallel()
 	acme := newSecret(t)
-	h := newHarness(t, func(c *Config) { c.Sources = map[string][]string{"acme": {acme}} })
+	h := newHarness(t, func(c *gateway.Config) { c.Sources = map[string][]string{"acme": {acme}} })
 	body := []byte(`{"type":"client.created","id":5}`)
 	status, _, out := h.send(t, "/webhooks/spectora/acme", acme, "msg_acme", time.Now(), body)
 	if status != http.StatusOK {
@@ -399,7 +437,8 @@ func TestNamedSources(t *testing.T) {
 }
 
 func TestRateLimit(t *testing.T) {
-	h := newHarness(t, func(c *Config) { c.RateLimit = 1; c.RateBurst = 2 })
+	t.Parallel()
+	h := newHarness(t, func(c *gateway.Config) { c.RateLimit = 1; c.RateBurst = 2 })
 	var limited int
 	for i := range 5 {
 		status, hdr, out := h.send(t, "/webhooks/spectora", h.secret, fmt.Sprintf("msg_r%d", i), time.Now(), []byte(`{"type":"a.b"}`))
@@ -418,6 +457,7 @@ func TestRateLimit(t *testing.T) {
 // The webhook port serves webhooks and nothing else; the outcomes are
 // counted in the metrics the ops address serves.
 func TestWebhookPortServesOnlyWebhooksAndCountsThem(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, nil)
 	for _, path := range []string{"/metrics", "/healthz", "/readyz", "/"} {
 		resp, err := http.Get(h.url + path)
@@ -444,6 +484,7 @@ func TestWebhookPortServesOnlyWebhooksAndCountsThem(t *testing.T) {
 }
 
 func TestConcurrentWebhooksAllStored(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, nil)
 	const n = 300
 	var wg sync.WaitGroup
@@ -470,25 +511,30 @@ func TestConcurrentWebhooksAllStored(t *testing.T) {
 }
 
 func TestNewValidatesConfig(t *testing.T) {
+	t.Parallel()
 	secret := newSecret(t)
 	srv := natstest.Server(t)
 	nc, js := natstest.JetStream(t, srv)
 	health := natsx.NewHealth(&natsx.Conn{NC: nc}, js)
 	tests := []struct {
 		name    string
-		cfg     Config
+		cfg     gateway.Config
 		wantErr error
 		setting string
 	}{
-		{"no secret", Config{}, ErrNoSecret, "SPECTORA_WEBHOOK_SECRET"},
-		{"bad source secret", Config{Secrets: []string{secret}, Sources: map[string][]string{"acme": {"whsec_"}}}, ErrBadSecret, "acme"},
-		{"body limit", Config{Secrets: []string{secret}, BodyLimit: 10}, ErrBadConfig, "HTTP_BODY_LIMIT"},
-		{"publish timeout over Svix's", Config{Secrets: []string{secret}, PublishTimeout: 20 * time.Second}, ErrBadConfig, "PUBLISH_TIMEOUT"},
-		{"negative rate", Config{Secrets: []string{secret}, RateLimit: -1}, ErrBadConfig, "RATE_LIMIT"},
+		{"no secret", gateway.Config{}, gateway.ErrNoSecret, "SPECTORA_WEBHOOK_SECRET"},
+		{"bad source secret", gateway.Config{Secrets: []string{secret}, Sources: map[string][]string{"acme": {"whsec_"}}}, gateway.ErrBadSecret, "acme"},
+		{"body limit", gateway.Config{Secrets: []string{secret}, BodyLimit: 10}, gateway.ErrBadConfig, "HTTP_BODY_LIMIT"},
+		{"body limit over max payload", gateway.Config{Secrets: []string{secret}, BodyLimit: 1 << 20}, gateway.ErrBadConfig, "max_payload"},
+		{"inflight under the body limit", gateway.Config{Secrets: []string{secret}, MaxInflightBytes: 1000}, gateway.ErrBadConfig, "HTTP_MAX_INFLIGHT_BYTES"},
+		{"publish timeout over Svix's", gateway.Config{Secrets: []string{secret}, PublishTimeout: 20 * time.Second}, gateway.ErrBadConfig, "PUBLISH_TIMEOUT"},
+		{"negative rate", gateway.Config{Secrets: []string{secret}, RateLimit: -1}, gateway.ErrBadConfig, "RATE_LIMIT"},
+		{"negative refused rate", gateway.Config{Secrets: []string{secret}, RefusedRateLimit: -1}, gateway.ErrBadConfig, "REFUSED_RATE_LIMIT"},
+		{"bad proxy", gateway.Config{Secrets: []string{secret}, TrustedProxies: []string{"lb.local"}}, gateway.ErrBadConfig, "TRUSTED_PROXIES"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := New(tt.cfg, js, health)
+			_, err := gateway.New(tt.cfg, js, health)
 			if !errors.Is(err, tt.wantErr) || !strings.Contains(fmt.Sprint(err), tt.setting) {
 				t.Fatalf("New() error = %v, want %v naming %s", err, tt.wantErr, tt.setting)
 			}

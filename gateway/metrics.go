@@ -15,8 +15,14 @@ const (
 	outcomeTooLarge    = "too_large"
 	outcomeUnavailable = "unavailable"
 	outcomeRateLimited = "rate_limited"
-	outcomeNotFound    = "not_found"
-	outcomeError       = "error"
+	// outcomeRefusedTooOften: a client address over REFUSED_RATE_LIMIT.
+	outcomeRefusedTooOften = "refused_too_often"
+	// outcomeBusy: HTTP_MAX_INFLIGHT_BYTES in use; 503.
+	outcomeBusy = "busy"
+	// outcomeStreamFull: the stream at NATS_STREAM_MAX_BYTES; 503.
+	outcomeStreamFull = "stream_full"
+	outcomeNotFound   = "not_found"
+	outcomeError      = "error"
 )
 
 // Metrics are the gateway's Prometheus collectors.
@@ -32,7 +38,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	m := &Metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "spectora_gateway_requests_total",
-			Help: "Webhook requests by outcome: accepted, duplicate, unrouted (stored on spectora.unrouted.unknown), unauthorized, too_large, unavailable, rate_limited, not_found, error.",
+			Help: "Webhook requests by outcome: accepted, duplicate, unrouted (stored on spectora.unrouted.unknown), unauthorized, too_large (413, can never be stored), unavailable, stream_full, busy (503s), rate_limited, refused_too_often (429s), not_found, error.",
 		}, []string{"outcome", "source"}),
 		verifyFailure: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "spectora_gateway_verification_failures_total",

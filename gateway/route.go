@@ -22,8 +22,13 @@ func DefaultFields() Fields {
 	}
 }
 
-// maxRecordIDLen bounds a record ID read from the body.
-const maxRecordIDLen = 256
+// maxRecordIDLen bounds a record ID read from the body; maxTypeLen an event
+// type. A longer "type" is no event type: the body is stored as unrouted,
+// byte for byte, so nothing is lost, and the envelope stays small.
+const (
+	maxRecordIDLen = 256
+	maxTypeLen     = 256
+)
 
 // Extract reads the event type and record ID from a JSON body. A body that is not
 // a JSON object, or has no string at any type path, yields an empty type. The
@@ -39,7 +44,7 @@ func (f Fields) Extract(body []byte) (eventType, recordID string) {
 	cache := map[string]map[string]json.RawMessage{"": doc}
 	for _, p := range f.Type {
 		var s string
-		if raw := lookup(cache, p); raw != nil && json.Unmarshal(raw, &s) == nil && strings.TrimSpace(s) != "" {
+		if raw := lookup(cache, p); raw != nil && len(raw) <= maxTypeLen+2 && json.Unmarshal(raw, &s) == nil && strings.TrimSpace(s) != "" {
 			eventType = s
 			break
 		}

@@ -25,6 +25,12 @@ const (
 	minSecretBytes = 24
 	// maxIDLen bounds the message ID, which becomes the Nats-Msg-Id.
 	maxIDLen = 256
+	// maxCandidates bounds the signatures of one version that are checked:
+	// during a rotation Svix signs with the new secret and at most ten old
+	// ones, so more than eleven can't be genuine.
+	maxCandidates = 11
+	// maxEntries bounds the entries of a signature header, of any version.
+	maxEntries = 32
 )
 
 // SignedHeaders are the three signature headers of one delivery attempt, from
@@ -50,34 +56,13 @@ func ReadSignedHeaders(get func(name string) string) (SignedHeaders, error) {
 		return SignedHeaders{}, fmt.Errorf("%w: message id longer than %d bytes", ErrMalformedHeaders, maxIDLen)
 	}
 	for i := 0; i < len(h.ID); i++ {
-		if c := h.ID[i]; c <= ' ' || c == 0x7f {
-			return SignedHeaders{}, fmt.Errorf("%w: message id has spaces or control characters", ErrMalformedHeaders)
+		// Svix IDs are printable ASCII; anything else could not be stored
+		// as the NATS message ID or the envelope's (UTF-8) id.
+		if c := h.ID[i]; c <= ' ' || c >= 0x7f {
+			return SignedHeaders{}, fmt.Errorf("%w: message id is not printable ASCII", ErrMalformedHeaders)
 		}
 	}
 	return h, nil
-}
-
-// signature is one "version,base64" entry of a signature header.
-type signature struct {
-	version string
-	value   string
-}
-
-// parseSignatures splits a signature header into its space-separated entries.
-// Entries without a comma are skipped; if none is left the header is malformed.
-func parseSignatures(header string) ([]signature, error) {
-	var out []signature
-	for _, entry := range strings.Fields(header) {
-		version, value, ok := strings.Cut(entry, ",")
-		if !ok || version == "" || value == "" {
-			continue
-		}
-		out = append(out, signature{version: version, value: value})
-	}
-	if len(out) == 0 {
-		return nil, fmt.Errorf("%w: no version,signature entry", ErrMalformedHeaders)
-	}
-	return out, nil
 }
 
 // parseTimestamp reads a Unix-seconds timestamp header.
@@ -139,60 +124,119 @@ func NewVerifier(setting string, secrets []string) (*Verifier, error) {
 	return v, nil
 }
 
-// Verify checks one delivery attempt: the timestamp within Tolerance of now and
-// at least one signature matching a configured key. It returns the signed time.
-func (v *Verifier) Verify(h SignedHeaders, body []byte) (time.Time, error) {
+// Signed is one delivery attempt's signature headers, checked before its
+// body is read: the timestamp is within Tolerance and the candidate
+// signatures are few enough to be genuine and decode to the right size.
+type Signed struct {
+	Headers SignedHeaders
+	// At is the signed time.
+	At  time.Time
+	v1  string   // the v1 entries worth checking, as a signature header
+	v1a [][]byte // the v1a signatures worth checking, decoded
+}
+
+// Check does every check that needs no body, cheapest first, so a request
+// that can't be genuine is refused before its body is read.
+func (v *Verifier) Check(h SignedHeaders) (Signed, error) {
 	ts, err := parseTimestamp(h.Timestamp)
 	if err != nil {
-		return time.Time{}, err
+		return Signed{}, err
 	}
 	now := v.now()
 	if now.Sub(ts) > Tolerance {
-		return ts, ErrTimestampTooOld
+		return Signed{}, ErrTimestampTooOld
 	}
 	if ts.Sub(now) > Tolerance {
-		return ts, ErrTimestampTooNew
+		return Signed{}, ErrTimestampTooNew
 	}
-	sigs, err := parseSignatures(h.Signature)
-	if err != nil {
-		return ts, err
-	}
-	var hasV1, hasV1a bool
-	for _, s := range sigs {
-		hasV1 = hasV1 || s.version == "v1"
-		hasV1a = hasV1a || s.version == "v1a"
-	}
-	if hasV1 && len(v.hmac) > 0 {
-		// The library reads the svix-* headers itself and tries every v1 entry.
-		// We checked the timestamp above (with our clock), so skip its check.
-		hdr := http.Header{}
-		hdr.Set("svix-id", h.ID)
-		hdr.Set("svix-timestamp", h.Timestamp)
-		hdr.Set("svix-signature", h.Signature)
-		for _, wh := range v.hmac {
-			if wh.VerifyIgnoringTimestamp(body, hdr) == nil {
-				return ts, nil
-			}
+	s := Signed{Headers: h, At: ts}
+	entries, versioned, v1n := 0, 0, 0
+	var v1 strings.Builder
+	for entry := range strings.FieldsSeq(h.Signature) {
+		if entries++; entries > maxEntries {
+			return Signed{}, fmt.Errorf("%w: more than %d signatures", ErrMalformedHeaders, maxEntries)
 		}
-	}
-	if hasV1a && len(v.ed) > 0 {
-		msg := signedContent(h.ID, h.Timestamp, body)
-		for _, s := range sigs {
-			if s.version != "v1a" {
+		version, value, ok := strings.Cut(entry, ",")
+		if !ok || version == "" || value == "" {
+			continue
+		}
+		versioned++
+		switch version {
+		case "v1":
+			// An HMAC-SHA256 is 32 bytes: 44 base64 characters.
+			if len(v.hmac) == 0 || len(value) != 44 {
 				continue
 			}
-			raw, err := base64.StdEncoding.DecodeString(s.value)
+			if v1n++; v1n > maxCandidates {
+				return Signed{}, fmt.Errorf("%w: more than %d v1 signatures", ErrMalformedHeaders, maxCandidates)
+			}
+			if v1.Len() > 0 {
+				v1.WriteByte(' ')
+			}
+			v1.WriteString(entry)
+		case "v1a":
+			if len(v.ed) == 0 {
+				continue
+			}
+			raw, err := base64.StdEncoding.DecodeString(value)
 			if err != nil || len(raw) != ed25519.SignatureSize {
 				continue
 			}
+			if len(s.v1a) == maxCandidates {
+				return Signed{}, fmt.Errorf("%w: more than %d v1a signatures", ErrMalformedHeaders, maxCandidates)
+			}
+			s.v1a = append(s.v1a, raw)
+		}
+	}
+	if versioned == 0 {
+		return Signed{}, fmt.Errorf("%w: no version,signature entry", ErrMalformedHeaders)
+	}
+	if v1.Len() == 0 && len(s.v1a) == 0 {
+		// Nothing a configured key could have signed: no need for the body.
+		return Signed{}, ErrSignatureMismatch
+	}
+	s.v1 = v1.String()
+	return s, nil
+}
+
+// VerifyBody checks the signatures over body: every v1 candidate against
+// every whsec_ secret (one HMAC per secret, through the svix library), then,
+// only if none matched, every v1a candidate against every whpk_ key.
+func (v *Verifier) VerifyBody(s Signed, body []byte) error {
+	if s.v1 != "" {
+		// The library reads the svix-* headers itself. The timestamp was
+		// checked by Check, with our clock, so its own check is skipped.
+		hdr := http.Header{}
+		hdr.Set("svix-id", s.Headers.ID)
+		hdr.Set("svix-timestamp", s.Headers.Timestamp)
+		hdr.Set("svix-signature", s.v1)
+		for _, wh := range v.hmac {
+			if wh.VerifyIgnoringTimestamp(body, hdr) == nil {
+				return nil
+			}
+		}
+	}
+	if len(s.v1a) > 0 {
+		msg := signedContent(s.Headers.ID, s.Headers.Timestamp, body)
+		for _, sig := range s.v1a {
 			for _, pub := range v.ed {
-				if ed25519.Verify(pub, msg, raw) {
-					return ts, nil
+				if ed25519.Verify(pub, msg, sig) {
+					return nil
 				}
 			}
 		}
 	}
-	return ts, ErrSignatureMismatch
+	return ErrSignatureMismatch
+}
+
+// Verify checks one delivery attempt: Check, then VerifyBody. It returns the
+// signed time.
+func (v *Verifier) Verify(h SignedHeaders, body []byte) (time.Time, error) {
+	s, err := v.Check(h)
+	if err != nil {
+		return s.At, err
+	}
+	return s.At, v.VerifyBody(s, body)
 }
 
 // signedContent is what Svix signs: "<id>.<timestamp>.<body>".

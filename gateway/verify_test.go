@@ -1,10 +1,12 @@
 package gateway
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -12,6 +14,9 @@ import (
 	"time"
 
 	svix "github.com/svix/svix-webhooks/go"
+
+	"github.com/spectora-stream/spectora-stream/internal/webhook"
+	"github.com/spectora-stream/spectora-stream/stream"
 )
 
 func newSecret(t testing.TB) string {
@@ -216,4 +221,102 @@ func FuzzReadSignedHeaders(f *testing.F) {
 			t.Fatalf("random signature %q verified", sig)
 		}
 	})
+}
+
+// BenchmarkVerifyAndEnvelope measures the CPU work per webhook without I/O:
+// signature check, type/ID extraction, routing and protobuf encoding.
+func BenchmarkVerifyAndEnvelope(b *testing.B) {
+	secret := newSecret(b)
+	v, err := NewVerifier("BENCH", []string{secret})
+	if err != nil {
+		b.Fatal(err)
+	}
+	body := webhook.Body("inspection.confirmed", "42", map[string]any{"padding": string(bytes.Repeat([]byte("x"), 400))})
+	now := time.Now()
+	hdrs := SignedHeaders{ID: "msg_bench", Timestamp: fmt.Sprint(now.Unix()), Signature: svixSign(b, secret, "msg_bench", now, body)}
+	fields := DefaultFields()
+	b.ReportAllocs()
+	for b.Loop() {
+		signedAt, err := v.Verify(hdrs, body)
+		if err != nil {
+			b.Fatal(err)
+		}
+		typ, id := fields.Extract(body)
+		if _, err := Message(Inbound{ID: hdrs.ID, Type: typ, RecordID: id, Source: DefaultSource, Route: stream.RouteFor(typ), SignedAt: signedAt, ReceivedAt: now, Body: body}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkRefusal measures the CPU a forged request costs, from the
+// signature headers to the refusal, for the shapes an attacker can choose.
+// Compare with "genuine" (a valid signature) and "missing headers".
+func BenchmarkRefusal(b *testing.B) {
+	secret := newSecret(b)
+	pub, priv, _ := ed25519.GenerateKey(rand.Reader)
+	_ = priv
+	body := []byte(`{"type":"inspection.confirmed","id":42}`)
+	now := time.Now()
+	ts := strconv.FormatInt(now.Unix(), 10)
+	v1 := func(n int) string {
+		var s []string
+		for range n {
+			s = append(s, "v1,"+base64.StdEncoding.EncodeToString(make([]byte, 32)))
+		}
+		return strings.Join(s, " ")
+	}
+	v1a := func(n int) string {
+		var s []string
+		for range n {
+			s = append(s, "v1a,"+base64.StdEncoding.EncodeToString(make([]byte, 64)))
+		}
+		return strings.Join(s, " ")
+	}
+	whsec, err := NewVerifier("B", []string{secret})
+	if err != nil {
+		b.Fatal(err)
+	}
+	both, err := NewVerifier("B", []string{secret, "whpk_" + base64.StdEncoding.EncodeToString(pub)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	cases := []struct {
+		name string
+		v    *Verifier
+		sig  string
+		ok   bool
+	}{
+		{"genuine", whsec, svixSign(b, secret, "msg_b", now, body), true},
+		{"missing headers", whsec, "", false},
+		{"one forged v1", whsec, v1(1), false},
+		{"11 forged v1 (the most checked)", whsec, v1(11), false},
+		{"41 forged v1 (refused unchecked)", whsec, v1(41), false},
+		{"11 forged v1a, whpk configured", both, v1a(11), false},
+		{"41 forged v1a (refused unchecked)", both, v1a(41), false},
+	}
+	for _, tc := range cases {
+		b.Run(tc.name, func(b *testing.B) {
+			h := SignedHeaders{ID: "msg_b", Timestamp: ts, Signature: tc.sig}
+			b.ReportAllocs()
+			for b.Loop() {
+				hdrs, err := ReadSignedHeaders(func(k string) string {
+					switch k {
+					case "svix-id":
+						return h.ID
+					case "svix-timestamp":
+						return h.Timestamp
+					case "svix-signature":
+						return h.Signature
+					}
+					return ""
+				})
+				if err == nil {
+					_, err = tc.v.Verify(hdrs, body)
+				}
+				if (err == nil) != tc.ok {
+					b.Fatalf("err = %v", err)
+				}
+			}
+		})
+	}
 }

@@ -1,10 +1,16 @@
 package main
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -19,6 +25,7 @@ import (
 
 type benchCmd struct {
 	targetFlags `embed:""`
+	Mode        string        `name:"mode" default:"genuine" enum:"genuine,flood,slow-unsigned,slow-forged" help:"What to send: genuine (signed, unique IDs), flood (unsigned posts as fast as possible), slow-unsigned (1,000,000 bytes announced, the default HTTP_BODY_LIMIT; no signature headers, 900 KB sent then 1 byte/s), slow-forged (the same with signature headers that could be genuine)."`
 	Concurrency int           `name:"concurrency" short:"c" default:"64" help:"Requests in flight at once."`
 	Duration    time.Duration `name:"duration" short:"d" default:"10s" help:"How long to run (ignored when --requests is set)."`
 	Requests    int           `name:"requests" short:"n" default:"0" help:"Send exactly this many requests."`
@@ -40,11 +47,17 @@ func (c *benchCmd) Run(ctx context.Context, _ *slog.Logger) error {
 	if c.Requests < 0 || (c.Requests == 0 && c.Duration <= 0) {
 		return fmt.Errorf("--requests or a positive --duration is needed")
 	}
-	signer, err := webhook.NewSigner(c.Secret)
-	if err != nil {
-		return fmt.Errorf("SPECTORA_WEBHOOK_SECRET: %w", err)
+	if c.Mode == "slow-unsigned" || c.Mode == "slow-forged" {
+		return c.slow(ctx)
 	}
-	fmt.Printf("bench: POST %s, concurrency %d, ", c.URL, c.Concurrency)
+	var signer *webhook.Signer
+	if c.Mode == "genuine" {
+		var err error
+		if signer, err = webhook.NewSigner(c.Secret); err != nil {
+			return fmt.Errorf("SPECTORA_WEBHOOK_SECRET: %w", err)
+		}
+	}
+	fmt.Printf("bench: %s POST %s, concurrency %d, ", c.Mode, c.URL, c.Concurrency)
 	if c.Requests > 0 {
 		fmt.Printf("%d requests, body ≈ %d B\n", c.Requests, c.Size)
 	} else {
@@ -114,20 +127,23 @@ func (c *benchCmd) run(ctx context.Context, signer *webhook.Signer) (*benchResul
 	return res, nil
 }
 
-// once sends one freshly signed webhook and returns its status code, or an
-// error class for requests that got no answer.
+// once sends one freshly signed webhook (or, with no signer, an unsigned
+// one) and returns its status code, or an error class for requests that got
+// no answer.
 func (c *benchCmd) once(client *fasthttp.Client, signer *webhook.Signer, body []byte) string {
-	hdr, err := signer.Headers(webhook.NewMessageID(), time.Now(), body)
-	if err != nil {
-		return "sign_error"
-	}
 	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseRequest(req)
 	defer fasthttp.ReleaseResponse(resp)
 	req.SetRequestURI(c.URL)
 	req.Header.SetMethod(fasthttp.MethodPost)
-	for k, v := range hdr {
-		req.Header.Set(k, v[0])
+	if signer != nil {
+		hdr, err := signer.Headers(webhook.NewMessageID(), time.Now(), body)
+		if err != nil {
+			return "sign_error"
+		}
+		for k, v := range hdr {
+			req.Header.Set(k, v[0])
+		}
 	}
 	req.SetBodyRaw(body)
 	if err := client.DoTimeout(req, resp, c.Timeout); err != nil {
@@ -161,4 +177,111 @@ func (r *benchResult) print() {
 		fmt.Printf(" %s=%d", k, r.byStatus[k])
 	}
 	fmt.Println()
+}
+
+// slow holds --concurrency connections that announce a 1 MiB body, send
+// 900 KB of it and then a byte a second, reconnecting whenever the gateway
+// closes one, for --duration; it prints how the gateway answered. This is
+// the memory attack of the hardening review: run it against a gateway and
+// watch the gateway's memory.
+func (c *benchCmd) slow(ctx context.Context) error {
+	u, err := url.Parse(c.URL)
+	if err != nil || u.Host == "" {
+		return fmt.Errorf("SPECTORA_GATEWAY_URL %q: want an http URL", c.URL)
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.Duration)
+	defer cancel()
+	fmt.Printf("bench: %s POST %s, %d connections, for %s\n", c.Mode, c.URL, c.Concurrency, c.Duration)
+	var (
+		mu       sync.Mutex
+		answers  = map[string]int{}
+		attempts atomic.Int64
+		wg       sync.WaitGroup
+	)
+	chunk := bytes.Repeat([]byte("x"), 64<<10)
+	for range c.Concurrency {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				attempts.Add(1)
+				got := c.slowOnce(ctx, u, chunk)
+				mu.Lock()
+				answers[got]++
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	keys := make([]string, 0, len(answers))
+	for k := range answers {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	fmt.Printf("connections opened: %d\nanswers:", attempts.Load())
+	for _, k := range keys {
+		fmt.Printf(" %s=%d", k, answers[k])
+	}
+	fmt.Println()
+	return nil
+}
+
+// slowOnce runs one slow request and returns how it ended: the status code,
+// "closed" (the gateway closed it without an answer) or "held" (still open
+// when the run ended).
+func (c *benchCmd) slowOnce(ctx context.Context, u *url.URL, chunk []byte) string {
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp", u.Host)
+	if err != nil {
+		return "dial_error"
+	}
+	defer func() { _ = conn.Close() }()
+	stop := context.AfterFunc(ctx, func() { _ = conn.Close() })
+	defer stop()
+	head := fmt.Sprintf("POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n", u.RequestURI(), u.Host, 1_000_000)
+	if c.Mode == "slow-forged" {
+		head += fmt.Sprintf("svix-id: %s\r\nsvix-timestamp: %d\r\nsvix-signature: v1,%s\r\n",
+			webhook.NewMessageID(), time.Now().Unix(), strings.Repeat("A", 43)+"=")
+	}
+	answer := make(chan string, 1)
+	go func() {
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			answer <- "closed"
+			return
+		}
+		_ = resp.Body.Close()
+		answer <- strconv.Itoa(resp.StatusCode)
+	}()
+	if _, err := io.WriteString(conn, head+"\r\n"); err != nil {
+		return "closed"
+	}
+	for sent := 0; sent < 900<<10; sent += len(chunk) {
+		if _, err := conn.Write(chunk); err != nil {
+			return c.waitAnswer(ctx, answer)
+		}
+	}
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case a := <-answer:
+			return a
+		case <-ctx.Done():
+			return "held"
+		case <-tick.C:
+			if _, err := conn.Write([]byte("x")); err != nil {
+				return c.waitAnswer(ctx, answer)
+			}
+		}
+	}
+}
+
+func (c *benchCmd) waitAnswer(ctx context.Context, answer <-chan string) string {
+	select {
+	case a := <-answer:
+		return a
+	case <-time.After(time.Second):
+		return "closed"
+	case <-ctx.Done():
+		return "held"
+	}
 }
