@@ -61,6 +61,10 @@ type Config struct {
 	// in-flight handlers; then their contexts are cancelled and their
 	// messages handed back. Default 20s.
 	DrainTimeout time.Duration
+	// WatchInterval is how often the group samples its consumer: pending
+	// counts for Metrics, and events the stream's limits removed before the
+	// group processed them (logged, and counted in Metrics). Default 10s.
+	WatchInterval time.Duration
 	// Logger receives the group's logs; nil discards them.
 	Logger *slog.Logger
 	// Metrics records processing outcomes, durations and pending counts; nil
@@ -98,6 +102,9 @@ func (c *Config) setDefaults() {
 	if c.DrainTimeout == 0 {
 		c.DrainTimeout = 20 * time.Second
 	}
+	if c.WatchInterval == 0 {
+		c.WatchInterval = 10 * time.Second
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -120,6 +127,8 @@ func (c *Config) validate() error {
 		return fmt.Errorf("%w: group %s: max deliveries %d: want at least 1", ErrInvalidConfig, c.Name, c.MaxDeliver)
 	case c.AckWait < time.Second:
 		return fmt.Errorf("%w: group %s: ack wait %s: want at least 1s", ErrInvalidConfig, c.Name, c.AckWait)
+	case c.WatchInterval < 0:
+		return fmt.Errorf("%w: group %s: watch interval %s: must not be negative", ErrInvalidConfig, c.Name, c.WatchInterval)
 	case c.DrainTimeout < 0:
 		return fmt.Errorf("%w: group %s: drain timeout %s: must not be negative", ErrInvalidConfig, c.Name, c.DrainTimeout)
 	case len(c.Backoff) == 0:
@@ -210,6 +219,7 @@ func (g *Group) ConsumerConfig() jetstream.ConsumerConfig {
 // run is one Run's state.
 type run struct {
 	g        *Group
+	filters  []string
 	base     context.Context // handlers' context: survives Run's ctx until the drain bound
 	hardStop context.CancelFunc
 	work     chan jetstream.Msg
@@ -227,11 +237,17 @@ func (g *Group) Run(ctx context.Context) error {
 		return fmt.Errorf("%w: %s", ErrRunning, g.cfg.Name)
 	}
 	defer g.running.Store(false)
-	cons, err := g.js.CreateOrUpdateConsumer(ctx, g.cfg.Stream, g.ConsumerConfig())
+	ccfg := g.ConsumerConfig()
+	cons, err := g.js.CreateOrUpdateConsumer(ctx, g.cfg.Stream, ccfg)
 	if err != nil {
 		return fmt.Errorf("consumer group %s on %s: %w", g.cfg.Name, g.cfg.Stream, err)
 	}
-	r := &run{g: g, work: make(chan jetstream.Msg), quit: make(chan struct{})}
+	r := &run{g: g, filters: ccfg.FilterSubjects, work: make(chan jetstream.Msg), quit: make(chan struct{})}
+	if sub, err := r.watchTerminations(); err != nil {
+		g.log.Warn("can't watch for deliveries removed by stream limits", "err", err)
+	} else {
+		defer func() { _ = sub.Unsubscribe() }()
+	}
 	r.base, r.hardStop = context.WithCancel(context.WithoutCancel(ctx))
 	defer r.hardStop()
 	var workers, background sync.WaitGroup
@@ -261,9 +277,7 @@ func (g *Group) Run(ctx context.Context) error {
 		workers.Wait()
 		return fmt.Errorf("consume %s: %w", g.cfg.Name, err)
 	}
-	if g.cfg.Metrics != nil {
-		background.Go(func() { g.cfg.Metrics.sample(cons, g.cfg.Name, r.quit) })
-	}
+	background.Go(func() { r.watch(cons, r.quit) })
 	g.log.Info("consumer group started", "stream", g.cfg.Stream, "subjects", g.cfg.Subjects,
 		"concurrency", g.cfg.Concurrency, "max_deliver", g.cfg.MaxDeliver)
 

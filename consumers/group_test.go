@@ -456,3 +456,33 @@ func TestConsumerFiltersIncludeOnlyItsOwnRedrives(t *testing.T) {
 		t.Fatalf("filters %v, want %v", got, want)
 	}
 }
+
+// Events the stream's age limit removes before the group processed them are
+// reported, both one held by a slow handler and ones never delivered.
+func TestEvictionBeforeProcessingIsReported(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	l := stream.DefaultLimits()
+	l.MaxAge, l.Duplicates = 2*time.Second, time.Second
+	if _, err := e.js.UpdateStream(context.Background(), stream.RawConfig(l)); err != nil {
+		t.Fatal(err)
+	}
+	release := make(chan struct{})
+	defer close(release)
+	e.start(t, consumers.Config{Name: "stuck", Concurrency: 1, AckWait: 2 * time.Second, WatchInterval: 200 * time.Millisecond,
+		Handler: func(ctx context.Context, _ *consumers.Message) error {
+			select { // a handler that never finishes in time
+			case <-release:
+			case <-ctx.Done():
+			}
+			return nil
+		}})
+	for i := range 3 {
+		e.publish(t, fmt.Sprintf("msg_e%d", i), "inspection.confirmed", strconv.Itoa(i))
+	}
+	for _, how := range []string{"unacked", "undelivered"} {
+		natstest.Eventually(t, 15*time.Second, how+" eviction reported", func() bool {
+			return natstest.Metric(t, e.reg, "spectora_consumer_evicted_total", map[string]string{"group": "stuck", "how": how}) >= 1
+		})
+	}
+}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -15,6 +14,7 @@ type Metrics struct {
 	duration   *prometheus.HistogramVec
 	pending    *prometheus.GaugeVec
 	ackPending *prometheus.GaugeVec
+	evicted    *prometheus.CounterVec
 }
 
 // NewMetrics registers the collectors with reg.
@@ -37,8 +37,12 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "spectora_consumer_ack_pending_messages",
 			Help: "Messages delivered to the group and not yet acknowledged, sampled every 10 s.",
 		}, []string{"group"}),
+		evicted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "spectora_consumer_evicted_total",
+			Help: "Times the stream's limits (NATS_STREAM_MAX_AGE) removed events before the group processed them, by how: unacked (delivered, each counted) or undelivered (at least one each time). Alert on any increase.",
+		}, []string{"group", "how"}),
 	}
-	for _, c := range []prometheus.Collector{m.processed, m.duration, m.pending, m.ackPending} {
+	for _, c := range []prometheus.Collector{m.processed, m.duration, m.pending, m.ackPending, m.evicted} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -56,25 +60,6 @@ func (mt *Metrics) Middleware() Middleware {
 			mt.duration.WithLabelValues(m.Group).Observe(time.Since(start).Seconds())
 			m.OnSettled(func(o Outcome) { mt.processed.WithLabelValues(m.Group, string(o)).Inc() })
 			return err
-		}
-	}
-}
-
-// sample updates the pending gauges every 10 s until quit closes.
-func (mt *Metrics) sample(cons jetstream.Consumer, group string, quit <-chan struct{}) {
-	t := time.NewTicker(10 * time.Second)
-	defer t.Stop()
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		if info, err := cons.Info(ctx); err == nil {
-			mt.pending.WithLabelValues(group).Set(float64(info.NumPending))
-			mt.ackPending.WithLabelValues(group).Set(float64(info.NumAckPending))
-		}
-		cancel()
-		select {
-		case <-quit:
-			return
-		case <-t.C:
 		}
 	}
 }

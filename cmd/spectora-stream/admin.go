@@ -14,15 +14,17 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/spectora-stream/spectora-stream/admin"
+	"github.com/spectora-stream/spectora-stream/internal/embedded"
 	"github.com/spectora-stream/spectora-stream/internal/natsx"
 	"github.com/spectora-stream/spectora-stream/stream"
 )
 
 // clientFlags say how an operator command reaches NATS: NATS_URL, or else the
-// embedded server of a running `serve` on this machine.
+// embedded server of a running `serve` on this machine, as its admin user.
 type clientFlags struct {
 	natsFlags `embed:""`
 	Listen    string `name:"nats-listen" env:"NATS_LISTEN" default:"127.0.0.1:4222" help:"With NATS_URL unset: where a running serve's embedded server listens (${env})."`
+	StoreDir  string `name:"nats-store-dir" env:"NATS_STORE_DIR" default:"./data/nats" help:"With NATS_URL unset: that server's store, whose users/admin.nk this command connects with (${env})."`
 }
 
 // connect opens a client connection for an operator command.
@@ -35,6 +37,9 @@ func (f clientFlags) connect(ctx context.Context) (*natsx.Conn, jetstream.JetStr
 		}
 		cfg.URL = "nats://" + f.Listen
 		via = "NATS_LISTEN " + f.Listen + " (NATS_URL is unset)"
+		if seed := embedded.SeedFile(f.StoreDir, embedded.AdminUser); cfg.NkeyFile == "" && fileExists(seed) {
+			cfg.NkeyFile = seed
+		}
 	}
 	conn, err := natsx.Open(ctx, cfg, nil)
 	if err != nil {
@@ -213,4 +218,9 @@ func (c *replayCmd) Run(ctx context.Context, _ *slog.Logger) error {
 		fmt.Printf("group %s on %s now reprocesses from sequence %d\n", c.Group, name, seq)
 		return nil
 	})
+}
+
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
 }

@@ -24,6 +24,7 @@ type natsFlags struct {
 	User           string        `name:"nats-user" env:"NATS_USER" help:"NATS user (${env})."`
 	Password       string        `name:"nats-password" env:"NATS_PASSWORD" help:"NATS password (${env})."`
 	Token          string        `name:"nats-token" env:"NATS_TOKEN" help:"NATS token (${env})."`
+	NKey           string        `name:"nats-nkey" env:"NATS_NKEY" type:"path" help:"NATS NKey seed file (${env})."`
 	TLSCA          string        `name:"nats-tls-ca" env:"NATS_TLS_CA" type:"path" help:"CA bundle to trust for NATS TLS (${env})."`
 	TLSCert        string        `name:"nats-tls-cert" env:"NATS_TLS_CERT" type:"path" help:"Client certificate for NATS mutual TLS (${env})."`
 	TLSKey         string        `name:"nats-tls-key" env:"NATS_TLS_KEY" type:"path" help:"Client key for NATS mutual TLS (${env})."`
@@ -32,7 +33,7 @@ type natsFlags struct {
 
 func (f natsFlags) config(name string) natsx.Config {
 	return natsx.Config{
-		URL: f.URL, Name: name, CredsFile: f.Creds, User: f.User, Password: f.Password, Token: f.Token,
+		URL: f.URL, Name: name, CredsFile: f.Creds, NkeyFile: f.NKey, User: f.User, Password: f.Password, Token: f.Token,
 		TLSCA: f.TLSCA, TLSCert: f.TLSCert, TLSKey: f.TLSKey, ConnectTimeout: f.ConnectTimeout,
 	}
 }
@@ -41,6 +42,7 @@ func (f natsFlags) config(name string) natsx.Config {
 type embeddedFlags struct {
 	StoreDir string `name:"nats-store-dir" env:"NATS_STORE_DIR" default:"./data/nats" help:"With NATS_URL unset: the embedded server's JetStream store (${env})."`
 	Listen   string `name:"nats-listen" env:"NATS_LISTEN" default:"127.0.0.1:4222" help:"With NATS_URL unset: where the embedded server also accepts NATS clients, or 'off' (${env})."`
+	Auth     string `name:"nats-embedded-auth" env:"NATS_EMBEDDED_AUTH" default:"nkeys" enum:"nkeys,none" help:"With NATS_URL unset: 'nkeys' makes clients present a seed file from NATS_STORE_DIR/users (admin.nk, reader.nk, made at first start); 'none' lets any local process in (${env})."`
 }
 
 func (f embeddedFlags) listen() string {
@@ -50,31 +52,49 @@ func (f embeddedFlags) listen() string {
 	return f.Listen
 }
 
-// streamFlags provision the streams.
+// streamFlags provision the streams. A limit left unset takes its default
+// when a stream is created and is otherwise kept as the stream has it, so a
+// limit an operator changed with a NATS client is reported, not reverted.
 type streamFlags struct {
-	Replicas     int           `name:"nats-stream-replicas" env:"NATS_STREAM_REPLICAS" default:"1" help:"Replicas of every stream: 1 on one server, 3 in a cluster; 1 to 5 (${env})."`
-	MaxAge       time.Duration `name:"nats-stream-max-age" env:"NATS_STREAM_MAX_AGE" default:"168h" help:"How long the raw and enriched streams keep events; 0 keeps them until NATS_STREAM_MAX_BYTES (${env})."`
-	MaxBytes     int64         `name:"nats-stream-max-bytes" env:"NATS_STREAM_MAX_BYTES" default:"0" help:"Size cap of the raw and enriched streams in bytes; a full stream refuses new events (503) rather than evict stored ones; 0 is no cap (${env})."`
-	Duplicates   time.Duration `name:"nats-duplicate-window" env:"NATS_DUPLICATE_WINDOW" default:"24h" help:"Deduplication window for svix-id; must cover Svix's longest retry gap (10h) and not exceed NATS_STREAM_MAX_AGE. About 140 bytes of server memory per ID (${env})."`
-	SetupTimeout time.Duration `name:"nats-setup-timeout" env:"NATS_SETUP_TIMEOUT" default:"60s" help:"How long start-up waits for JetStream to create the streams, e.g. while a cluster elects a leader (${env})."`
+	Replicas     *int           `name:"nats-stream-replicas" env:"NATS_STREAM_REPLICAS" help:"Replicas of every stream, 1 to 5: 1 on one server, 3 in a cluster. Default 1; unset keeps an existing stream's (${env})."`
+	MaxAge       *time.Duration `name:"nats-stream-max-age" env:"NATS_STREAM_MAX_AGE" help:"How long the raw and enriched streams keep events; 0 keeps them until NATS_STREAM_MAX_BYTES. Default 168h; unset keeps an existing stream's (${env})."`
+	MaxBytes     *int64         `name:"nats-stream-max-bytes" env:"NATS_STREAM_MAX_BYTES" help:"Size cap of the raw and enriched streams in bytes; a full stream refuses new events (503) rather than evict stored ones; 0 is no cap. Default 0; unset keeps an existing stream's (${env})."`
+	Duplicates   *time.Duration `name:"nats-duplicate-window" env:"NATS_DUPLICATE_WINDOW" help:"Deduplication window for svix-id; must cover Svix's longest retry gap (10h) and not exceed NATS_STREAM_MAX_AGE; about 140 bytes of server memory per ID. Default 24h; unset keeps an existing stream's (${env})."`
+	SetupTimeout time.Duration  `name:"nats-setup-timeout" env:"NATS_SETUP_TIMEOUT" default:"60s" help:"How long start-up waits for JetStream to create the streams, e.g. while a cluster elects a leader (${env})."`
 }
 
-func (f streamFlags) limits() stream.Limits {
-	return stream.Limits{Replicas: f.Replicas, MaxAge: f.MaxAge, MaxBytes: f.MaxBytes, Duplicates: f.Duplicates}
+// limits are the streams' limits, defaults filled in, and which were set.
+func (f streamFlags) limits() (stream.Limits, natsx.Explicit) {
+	l := stream.DefaultLimits()
+	var e natsx.Explicit
+	if f.Replicas != nil {
+		l.Replicas, e.Replicas = *f.Replicas, true
+	}
+	if f.MaxAge != nil {
+		l.MaxAge, e.MaxAge = *f.MaxAge, true
+	}
+	if f.MaxBytes != nil {
+		l.MaxBytes, e.MaxBytes = *f.MaxBytes, true
+	}
+	if f.Duplicates != nil {
+		l.Duplicates, e.Duplicates = *f.Duplicates, true
+	}
+	return l, e
 }
 
 func (f streamFlags) validate() error {
+	l, _ := f.limits()
 	switch {
-	case f.Replicas < 1 || f.Replicas > 5:
-		return fmt.Errorf("NATS_STREAM_REPLICAS %d: want 1 to 5", f.Replicas)
-	case f.MaxAge < 0:
-		return fmt.Errorf("NATS_STREAM_MAX_AGE %s: must not be negative (0 keeps events until NATS_STREAM_MAX_BYTES)", f.MaxAge)
-	case f.MaxBytes < 0:
-		return fmt.Errorf("NATS_STREAM_MAX_BYTES %d: must not be negative (0 is no cap)", f.MaxBytes)
-	case f.Duplicates < time.Second:
-		return fmt.Errorf("NATS_DUPLICATE_WINDOW %s: want at least 1s (Svix retries need hours)", f.Duplicates)
-	case f.MaxAge > 0 && f.Duplicates > f.MaxAge:
-		return fmt.Errorf("NATS_DUPLICATE_WINDOW %s is longer than NATS_STREAM_MAX_AGE %s", f.Duplicates, f.MaxAge)
+	case l.Replicas < 1 || l.Replicas > 5:
+		return fmt.Errorf("NATS_STREAM_REPLICAS %d: want 1 to 5", l.Replicas)
+	case l.MaxAge < 0:
+		return fmt.Errorf("NATS_STREAM_MAX_AGE %s: must not be negative (0 keeps events until NATS_STREAM_MAX_BYTES)", l.MaxAge)
+	case l.MaxBytes < 0:
+		return fmt.Errorf("NATS_STREAM_MAX_BYTES %d: must not be negative (0 is no cap)", l.MaxBytes)
+	case l.Duplicates < time.Second:
+		return fmt.Errorf("NATS_DUPLICATE_WINDOW %s: want at least 1s (Svix retries need hours)", l.Duplicates)
+	case l.MaxAge > 0 && l.Duplicates > l.MaxAge:
+		return fmt.Errorf("NATS_DUPLICATE_WINDOW %s is longer than NATS_STREAM_MAX_AGE %s", l.Duplicates, l.MaxAge)
 	case f.SetupTimeout <= 0:
 		return fmt.Errorf("NATS_SETUP_TIMEOUT %s: must be positive", f.SetupTimeout)
 	}
@@ -97,8 +117,12 @@ type gatewayFlags struct {
 	BodyLimit       int           `name:"http-body-limit" env:"HTTP_BODY_LIMIT" default:"1000000" help:"Largest accepted body in bytes, at least 1024; larger gets 413 (${env})."`
 	PublishTimeout  time.Duration `name:"publish-timeout" env:"PUBLISH_TIMEOUT" default:"5s" help:"Longest wait for JetStream's PubAck before answering 503; more than 0 and under 15s (${env})."`
 	RetryAfter      time.Duration `name:"retry-after" env:"RETRY_AFTER" default:"5s" help:"Retry-After sent with 503; at least 1s (${env})."`
-	RateLimit       float64       `name:"rate-limit" env:"RATE_LIMIT" default:"0" help:"Verified webhooks per second allowed per source; 0 is no limit (${env})."`
+	MaxInflight     int64         `name:"http-max-inflight-bytes" env:"HTTP_MAX_INFLIGHT_BYTES" default:"33554432" help:"Memory all webhook bodies being read or verified may use together; past it, 503. At least HTTP_BODY_LIMIT (${env})."`
+	RateLimit       float64       `name:"rate-limit" env:"RATE_LIMIT" default:"0" help:"Verified webhooks per second allowed per source; only verified webhooks count; 0 is no limit (${env})."`
 	RateBurst       int           `name:"rate-burst" env:"RATE_BURST" default:"0" help:"Burst above RATE_LIMIT; 0 means twice the rate (${env})."`
+	RefusedLimit    float64       `name:"refused-rate-limit" env:"REFUSED_RATE_LIMIT" default:"10" help:"Refused requests (401, 404, 413…) per second allowed per client address before it gets 429 without further work; 0 is no limit (${env})."`
+	RefusedBurst    int           `name:"refused-rate-burst" env:"REFUSED_RATE_BURST" default:"50" help:"Burst above REFUSED_RATE_LIMIT; 0 means 50 (${env})."`
+	TrustedProxies  string        `name:"trusted-proxies" env:"TRUSTED_PROXIES" help:"Load balancers (IPs or CIDRs, comma-separated) whose X-Forwarded-For names the client address (${env})."`
 	MaxPending      int           `name:"nats-publish-max-pending" env:"NATS_PUBLISH_MAX_PENDING" default:"4000" help:"Publishes awaiting a PubAck before new ones stall (then 503); at least 1 (${env})."`
 	ShutdownDelay   time.Duration `name:"shutdown-delay" env:"SHUTDOWN_DELAY" default:"0s" help:"On SIGTERM, report not-ready this long before closing the listener, so load balancers notice (${env})."`
 	ShutdownTimeout time.Duration `name:"shutdown-timeout" env:"SHUTDOWN_TIMEOUT" default:"20s" help:"Bound on finishing in-flight requests at shutdown (${env})."`
@@ -113,14 +137,18 @@ func (f gatewayFlags) config() (gateway.Config, error) {
 		return gateway.Config{}, fmt.Errorf("NATS_PUBLISH_MAX_PENDING %d: want at least 1", f.MaxPending)
 	}
 	cfg := gateway.Config{
-		Secrets:        gateway.SplitSecrets(f.Secret),
-		Sources:        sources,
-		Fields:         gateway.Fields{Type: splitList(f.TypeFields), ID: splitList(f.IDFields)},
-		BodyLimit:      f.BodyLimit,
-		PublishTimeout: f.PublishTimeout,
-		RetryAfter:     f.RetryAfter,
-		RateLimit:      f.RateLimit,
-		RateBurst:      f.RateBurst,
+		Secrets:          gateway.SplitSecrets(f.Secret),
+		Sources:          sources,
+		Fields:           gateway.Fields{Type: splitList(f.TypeFields), ID: splitList(f.IDFields)},
+		BodyLimit:        f.BodyLimit,
+		PublishTimeout:   f.PublishTimeout,
+		RetryAfter:       f.RetryAfter,
+		RateLimit:        f.RateLimit,
+		RateBurst:        f.RateBurst,
+		MaxInflightBytes: f.MaxInflight,
+		RefusedRateLimit: f.RefusedLimit,
+		RefusedRateBurst: f.RefusedBurst,
+		TrustedProxies:   splitList(f.TrustedProxies),
 	}
 	return cfg, cfg.Validate()
 }
@@ -142,7 +170,7 @@ type consumerFlags struct {
 	AckWait      time.Duration   `name:"consumer-ack-wait" env:"CONSUMER_ACK_WAIT" default:"30s" help:"Time before an unanswered delivery is redelivered; at least 1s (${env})."`
 	DrainTimeout time.Duration   `name:"consumer-drain-timeout" env:"CONSUMER_DRAIN_TIMEOUT" default:"20s" help:"Bound on finishing in-flight messages at shutdown; later ones go back to the stream (${env})."`
 	AuditLog     string          `name:"audit-log" env:"AUDIT_LOG" default:"./data/audit.jsonl" help:"JSON-lines file the audit group appends to; one per instance ({hostname} and {pid} expand) (${env})."`
-	DLQMaxAge    time.Duration   `name:"dlq-max-age" env:"DLQ_MAX_AGE" default:"720h" help:"How long dead letters are kept; 0 keeps them until purged (${env})."`
+	DLQMaxAge    *time.Duration  `name:"dlq-max-age" env:"DLQ_MAX_AGE" help:"How long dead letters are kept; 0 keeps them until purged. Default 720h; unset keeps an existing stream's (${env})."`
 	APIURL       string          `name:"spectora-api-url" env:"SPECTORA_API_URL" default:"https://connect.spectora.com" help:"Spectora API base URL (${env})."`
 	APIToken     string          `name:"spectora-api-token" env:"SPECTORA_API_TOKEN" help:"Spectora API key, sent as a Bearer token. Unset: records are not fetched (${env})."`
 	APIPaths     string          `name:"spectora-api-paths" env:"SPECTORA_API_PATHS" help:"Record paths per resource overriding the defaults, e.g. 'client=/v2/contacts/{id}' (${env})."`
@@ -187,8 +215,8 @@ func (f consumerFlags) validate() error {
 		return fmt.Errorf("CONSUMER_DRAIN_TIMEOUT %s: must not be negative", f.DrainTimeout)
 	case f.CacheTTL < time.Second:
 		return fmt.Errorf("RECORD_CACHE_TTL %s: want at least 1s", f.CacheTTL)
-	case f.DLQMaxAge < 0:
-		return fmt.Errorf("DLQ_MAX_AGE %s: must not be negative (0 keeps dead letters until purged)", f.DLQMaxAge)
+	case f.DLQMaxAge != nil && *f.DLQMaxAge < 0:
+		return fmt.Errorf("DLQ_MAX_AGE %s: must not be negative (0 keeps dead letters until purged)", *f.DLQMaxAge)
 	}
 	for _, d := range f.Backoff {
 		if d < 0 {
@@ -245,4 +273,12 @@ func splitList(s string) []string {
 type targetFlags struct {
 	URL    string `name:"spectora-gateway-url" env:"SPECTORA_GATEWAY_URL" default:"http://127.0.0.1:8080/webhooks/spectora" help:"Gateway webhook URL (${env})."`
 	Secret string `name:"spectora-webhook-secret" env:"SPECTORA_WEBHOOK_SECRET" help:"Signs with the first whsec_ secret in this list (${env})."`
+}
+
+// dlqMaxAge is DLQ_MAX_AGE, or its default, and whether it was set.
+func (f consumerFlags) dlqMaxAge() (time.Duration, bool) {
+	if f.DLQMaxAge == nil {
+		return 30 * 24 * time.Hour, false
+	}
+	return *f.DLQMaxAge, true
 }

@@ -35,7 +35,7 @@ func testProcess(t *testing.T, store string) process {
 		serverFlags: serverFlags{
 			NATS:     natsFlags{ConnectTimeout: 5 * time.Second},
 			Embedded: embeddedFlags{StoreDir: store, Listen: "off"},
-			Streams:  streamFlags{Replicas: 1, MaxAge: 168 * time.Hour, Duplicates: 24 * time.Hour, SetupTimeout: 10 * time.Second},
+			Streams:  streamFlags{SetupTimeout: 10 * time.Second},
 			Ops:      opsFlags{MetricsAddr: freeAddr(t)},
 		},
 		gateway: &gatewayFlags{
@@ -134,7 +134,7 @@ func TestServeShutdownLosesNoAcknowledgedWebhook(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer emb.Shutdown()
-	conn, err := natsx.Open(context.Background(), natsx.Config{Name: "check", InProcess: emb.InProcess()}, nil)
+	conn, err := natsx.Open(context.Background(), natsx.Config{Name: "check", InProcess: emb.InProcess(), NkeyFile: emb.SeedFile(embedded.AdminUser)}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -176,8 +176,8 @@ func TestServeRefusesBadSettingsNamingThem(t *testing.T) {
 		{"blank secret", func(p *process) { p.gateway.Secret = " , " }, "SPECTORA_WEBHOOK_SECRET"},
 		{"bad secret", func(p *process) { p.gateway.Secret = "whsec_short" }, "SPECTORA_WEBHOOK_SECRET"},
 		{"bad sources", func(p *process) { p.gateway.Sources = "Bad Name=whsec_x" }, "SPECTORA_WEBHOOK_SOURCES"},
-		{"dup window over max age", func(p *process) { p.Streams.Duplicates = 200 * time.Hour }, "NATS_DUPLICATE_WINDOW"},
-		{"replicas", func(p *process) { p.Streams.Replicas = 0 }, "NATS_STREAM_REPLICAS"},
+		{"dup window over max age", func(p *process) { p.Streams.Duplicates = ptr(200 * time.Hour) }, "NATS_DUPLICATE_WINDOW"},
+		{"replicas", func(p *process) { p.Streams.Replicas = ptr(0) }, "NATS_STREAM_REPLICAS"},
 		{"max pending", func(p *process) { p.gateway.MaxPending = 0 }, "NATS_PUBLISH_MAX_PENDING"},
 		{"unreachable NATS_URL", func(p *process) {
 			p.NATS.URL = "nats://user:pw@" + freeAddr(t)
@@ -209,3 +209,5 @@ func TestServeRefusesBadSettingsNamingThem(t *testing.T) {
 		})
 	}
 }
+
+func ptr[T any](v T) *T { return &v }

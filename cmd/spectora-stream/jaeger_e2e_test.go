@@ -175,7 +175,7 @@ exporters:
 		"HTTP_ADDR="+httpAddr, "METRICS_ADDR="+gwOps, "OTEL_EXPORTER_OTLP_ENDPOINT=http://"+otlpHTTP, "OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf"), "gateway")
 	waitHTTP(t, "the gateway", "http://"+gwOps+"/readyz")
 	startProcess(t, "consumers", bin, append(common,
-		"NATS_URL=nats://"+natsAddr, "METRICS_ADDR="+metricsAddr, "SPECTORA_API_URL=http://"+apiAddr,
+		"NATS_URL=nats://"+natsAddr, "NATS_NKEY="+filepath.Join(dir, "nats", "users", "admin.nk"), "METRICS_ADDR="+metricsAddr, "SPECTORA_API_URL=http://"+apiAddr,
 		"SPECTORA_API_TOKEN=sim-token", "AUDIT_LOG="+filepath.Join(dir, "audit.jsonl"),
 		"OTEL_EXPORTER_OTLP_ENDPOINT=http://"+otlpGRPC, "OTEL_EXPORTER_OTLP_PROTOCOL=grpc"), "consumers")
 	waitHTTP(t, "the consumers", "http://"+metricsAddr+"/readyz")

@@ -120,7 +120,7 @@ func run(ctx context.Context, log *slog.Logger, p process) (err error) {
 	// NATS: the embedded server, or NATS_URL.
 	ncfg := p.NATS.config(p.name)
 	if p.NATS.URL == "" {
-		emb, err := embedded.Start(embedded.Config{StoreDir: p.Embedded.StoreDir, Listen: p.Embedded.listen()}, log)
+		emb, err := embedded.Start(embedded.Config{StoreDir: p.Embedded.StoreDir, Listen: p.Embedded.listen(), NoAuth: p.Embedded.Auth == "none"}, log)
 		if err != nil {
 			return err
 		}
@@ -128,8 +128,8 @@ func run(ctx context.Context, log *slog.Logger, p process) (err error) {
 			emb.Shutdown()
 			log.Info("embedded JetStream server stopped")
 		}()
-		log.Info("embedded JetStream server started", "store_dir", p.Embedded.StoreDir, "client_url", emb.ClientURL())
-		ncfg.InProcess = emb.InProcess()
+		ncfg.InProcess, ncfg.NkeyFile = emb.InProcess(), emb.SeedFile(embedded.AdminUser)
+		logEmbedded(log, p.Embedded, emb)
 	}
 	conn, err := natsx.Open(ctx, ncfg, log)
 	if err != nil {
@@ -146,19 +146,9 @@ func run(ctx context.Context, log *slog.Logger, p process) (err error) {
 	}
 
 	// Streams, then readiness and the ops listener.
-	limits := p.Streams.limits()
-	cfgs := []jetstream.StreamConfig{stream.RawConfig(limits)}
-	if p.consumers != nil {
-		cfgs = stream.Configs(limits, p.consumers.DLQMaxAge)
-	}
-	setupCtx, cancel := context.WithTimeout(ctx, p.Streams.SetupTimeout)
-	defer cancel()
-	var names []string
-	for _, c := range cfgs {
-		if _, err := natsx.EnsureStream(setupCtx, js, c, log); err != nil {
-			return err
-		}
-		names = append(names, c.Name)
+	names, err := provision(ctx, js, p, log)
+	if err != nil {
+		return err
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -181,6 +171,7 @@ func run(ctx context.Context, log *slog.Logger, p process) (err error) {
 	var gw *runningGateway
 	if p.gateway != nil {
 		gcfg.Logger, gcfg.TracerProvider, gcfg.Propagator = log, tel.TracerProvider, tel.Propagator
+		gcfg.MaxPayload = conn.NC.MaxPayload() // a body that can't fit is refused at start-up
 		if gcfg.Metrics, err = gateway.NewMetrics(reg); err != nil {
 			return err
 		}
@@ -190,7 +181,8 @@ func run(ctx context.Context, log *slog.Logger, p process) (err error) {
 	}
 	var groups *runningGroups
 	if p.consumers != nil {
-		groups, err = startGroups(ctx, js, reg, tel, *p.consumers, p.Streams.Replicas, failed, log)
+		limits, _ := p.Streams.limits()
+		groups, err = startGroups(ctx, js, reg, tel, *p.consumers, limits.Replicas, failed, log)
 		if err != nil {
 			if gw != nil {
 				gw.stop(js, ready, log)
@@ -213,6 +205,51 @@ func run(ctx context.Context, log *slog.Logger, p process) (err error) {
 		groups.stop(log)
 	}
 	return err
+}
+
+// logEmbedded says where the embedded server is and how other processes
+// connect to it.
+func logEmbedded(log *slog.Logger, f embeddedFlags, emb *embedded.Server) {
+	url := emb.ClientURL()
+	switch {
+	case url == "":
+		log.Info("embedded JetStream server started, in-process only (NATS_LISTEN off)", "store_dir", f.StoreDir)
+	case emb.SeedFile(embedded.AdminUser) == "":
+		log.Warn("embedded JetStream server started WITHOUT credentials (NATS_EMBEDDED_AUTH=none): any local process can publish events and delete streams",
+			"store_dir", f.StoreDir, "client_url", url)
+	default:
+		log.Info("embedded JetStream server started; clients need a seed file",
+			"store_dir", f.StoreDir, "client_url", url,
+			"services", emb.SeedFile(embedded.ReaderUser)+" (consume and ack SPECTORA, SPECTORA_ENRICHED)",
+			"operators", emb.SeedFile(embedded.AdminUser)+" (everything)",
+			"nats_cli", "nats --server "+url+" --nkey "+emb.SeedFile(embedded.AdminUser)+" stream ls")
+	}
+}
+
+// provision creates or updates the streams the process needs and returns
+// their names. Limits no setting names are kept as found (and reported).
+func provision(ctx context.Context, js jetstream.JetStream, p process, log *slog.Logger) ([]string, error) {
+	limits, explicit := p.Streams.limits()
+	type want struct {
+		cfg      jetstream.StreamConfig
+		explicit natsx.Explicit
+	}
+	wants := []want{{stream.RawConfig(limits), explicit}}
+	if p.consumers != nil {
+		dlqAge, dlqSet := p.consumers.dlqMaxAge()
+		wants = append(wants, want{stream.EnrichedConfig(limits), explicit},
+			want{stream.DLQConfig(limits.Replicas, dlqAge), natsx.Explicit{Replicas: explicit.Replicas, MaxAge: dlqSet}})
+	}
+	ctx, cancel := context.WithTimeout(ctx, p.Streams.SetupTimeout)
+	defer cancel()
+	var names []string
+	for _, w := range wants {
+		if _, _, err := natsx.Provision(ctx, js, w.cfg, w.explicit, log); err != nil {
+			return nil, err
+		}
+		names = append(names, w.cfg.Name)
+	}
+	return names, nil
 }
 
 func shutdownListener(log *slog.Logger, setting string, s *ops.Server) {

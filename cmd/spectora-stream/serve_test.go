@@ -24,7 +24,7 @@ func testConsumerFlags(t *testing.T, apiURL string) consumerFlags {
 	return consumerFlags{
 		Groups: "enricher,audit", Concurrency: 4, MaxDeliver: 3, Backoff: []time.Duration{100 * time.Millisecond},
 		AckWait: 5 * time.Second, DrainTimeout: 5 * time.Second, AuditLog: filepath.Join(t.TempDir(), "audit.jsonl"),
-		DLQMaxAge: time.Hour, APIURL: apiURL, APIToken: "sim-token", APITimeout: 2 * time.Second, APIRateLimit: 100,
+		DLQMaxAge: ptr(time.Hour), APIURL: apiURL, APIToken: "sim-token", APITimeout: 2 * time.Second, APIRateLimit: 100,
 		CacheTTL: time.Hour,
 	}
 }
@@ -76,7 +76,7 @@ func TestServeEndToEndWithSimulator(t *testing.T) {
 	gf := p.gateway
 	stop := startServe(t, p)
 	defer func() { _ = stop() }()
-	client := clientFlags{natsFlags: natsFlags{ConnectTimeout: 5 * time.Second}, Listen: p.Embedded.Listen}
+	client := clientFlags{natsFlags: natsFlags{ConnectTimeout: 5 * time.Second}, Listen: p.Embedded.Listen, StoreDir: p.Embedded.StoreDir}
 
 	sender, err := sim.NewSender(sim.SenderConfig{URL: "http://" + gf.HTTPAddr + "/webhooks/spectora", Secret: gf.Secret, Rate: 100, Count: sim.RoundLength}, nil)
 	if err != nil {

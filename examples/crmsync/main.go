@@ -1,7 +1,9 @@
 // Command crmsync is a complete consumer group of a made-up CRM sync: it
 // reads confirmed inspections from NATS_URL (default nats://127.0.0.1:4222,
-// the embedded server of `spectora-stream serve`) and "pushes" each to the
-// CRM by printing it. Run it next to serve: go run ./examples/crmsync
+// the embedded server of `spectora-stream serve`, which wants the seed file
+// NATS_NKEY) and "pushes" each to the CRM by printing it. Next to serve:
+//
+//	NATS_NKEY=data/nats/users/admin.nk go run ./examples/crmsync
 package main
 
 import (
@@ -23,7 +25,16 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	nc, err := nats.Connect(os.Getenv("NATS_URL"), nats.UserInfo(os.Getenv("NATS_USER"), os.Getenv("NATS_PASSWORD")))
+	var opts []nats.Option
+	if seed := os.Getenv("NATS_NKEY"); seed != "" {
+		opt, err := nats.NkeyOptionFromSeed(seed)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "crmsync: NATS_NKEY:", err)
+			os.Exit(1)
+		}
+		opts = append(opts, opt)
+	}
+	nc, err := nats.Connect(os.Getenv("NATS_URL"), opts...)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "crmsync:", err)
 		os.Exit(1)

@@ -37,13 +37,19 @@ type Config struct {
 	ServerName string
 	// StartTimeout bounds how long Start waits for the server to be ready.
 	StartTimeout time.Duration
+	// NoAuth lets any client connect without credentials (NATS_EMBEDDED_AUTH
+	// none). By default clients need a seed file from the store's users/
+	// directory: other local processes can't forge events or delete streams.
+	NoAuth bool
 }
 
 // Server is a running in-process NATS server with JetStream enabled.
 type Server struct {
-	srv  *server.Server
-	lock *lockfile.Lock
-	log  *slog.Logger
+	srv      *server.Server
+	lock     *lockfile.Lock
+	log      *slog.Logger
+	storeDir string
+	auth     bool
 }
 
 // Start starts a nats-server in this process, with JetStream storing in
@@ -73,6 +79,14 @@ func Start(cfg Config, logger *slog.Logger) (*Server, error) {
 		StoreDir:   cfg.StoreDir,
 		// The process owns signal handling; the server must not install its own.
 		NoSigs: true,
+	}
+	if !cfg.NoAuth {
+		nk, err := users(cfg.StoreDir)
+		if err != nil {
+			_ = lock.Release()
+			return nil, fmt.Errorf("%w: NATS_STORE_DIR %q: credentials: %v", ErrStart, cfg.StoreDir, err)
+		}
+		opts.Nkeys = nk
 	}
 	if cfg.Listen == "" {
 		opts.DontListen = true
@@ -109,7 +123,16 @@ func Start(cfg Config, logger *slog.Logger) (*Server, error) {
 		_ = lock.Release()
 		return nil, fmt.Errorf("%w: not ready within %s (is NATS_LISTEN %q already in use?)", ErrStart, cfg.StartTimeout, cfg.Listen)
 	}
-	return &Server{srv: srv, lock: lock, log: log}, nil
+	return &Server{srv: srv, lock: lock, log: log, storeDir: cfg.StoreDir, auth: !cfg.NoAuth}, nil
+}
+
+// SeedFile is the seed file of user, or "" when the server needs no
+// credentials.
+func (s *Server) SeedFile(user string) string {
+	if !s.auth {
+		return ""
+	}
+	return SeedFile(s.storeDir, user)
 }
 
 // InProcess is what nats.InProcessServer needs to connect without the network.

@@ -218,6 +218,7 @@ func TestNATSUsersHaveLeastPrivilege(t *testing.T) {
 			return consumers.Permanent(errors.New("always fails"))
 		}},
 	} {
+		cfg.WatchInterval = 100 * time.Millisecond // exercise the watcher's API calls too
 		g, err := consumers.NewGroup(cfg, cons.js)
 		if err != nil {
 			t.Fatal(err)
@@ -244,6 +245,9 @@ func TestNATSUsersHaveLeastPrivilege(t *testing.T) {
 	waitStream(stream.DLQ, 1)
 	if _, err := kv.Get(ctx, enrich.Key("", "inspection", "7")); err != nil {
 		t.Errorf("consumers: record not cached: %v", err)
+	}
+	if cons.violated() {
+		t.Errorf("consumers: permission violations doing its job: %v", cons.errs)
 	}
 	c, cancel := short()
 	if _, err := cons.js.Publish(c, "spectora.inspection.confirmed", []byte("x")); err == nil {

@@ -21,6 +21,9 @@ type Config struct {
 	Name string
 	// CredsFile is a NATS credentials file (JWT + nkey seed).
 	CredsFile string
+	// NkeyFile is an NKey seed file (NATS_NKEY); the embedded server's users
+	// have one each.
+	NkeyFile string
 	// User and Password authenticate with user/password.
 	User, Password string
 	// Token authenticates with a token.
@@ -110,6 +113,13 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger) (*Conn, error) {
 	}
 	if cfg.User != "" {
 		opts = append(opts, nats.UserInfo(cfg.User, cfg.Password))
+	}
+	if cfg.NkeyFile != "" {
+		opt, err := nats.NkeyOptionFromSeed(cfg.NkeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("%w: NATS_NKEY %q: %v", ErrInvalidConfig, cfg.NkeyFile, err)
+		}
+		opts = append(opts, opt)
 	}
 	if cfg.InProcess != nil {
 		nc, err := nats.Connect("", append(opts, nats.InProcessServer(cfg.InProcess))...)

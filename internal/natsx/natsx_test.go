@@ -60,13 +60,13 @@ func TestOpenInProcessAndOverTheNetwork(t *testing.T) {
 	if emb.ClientURL() != "nats://"+addr {
 		t.Fatalf("client url %q", emb.ClientURL())
 	}
-	conn, err := natsx.Open(context.Background(), natsx.Config{Name: "t", InProcess: emb.InProcess()}, nil)
+	conn, err := natsx.Open(context.Background(), natsx.Config{Name: "t", InProcess: emb.InProcess(), NkeyFile: emb.SeedFile(embedded.AdminUser)}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close()
 	// A separate client (like the nats CLI) reaches the same JetStream.
-	other, err := natsx.Open(context.Background(), natsx.Config{URL: emb.ClientURL(), Name: "other"}, nil)
+	other, err := natsx.Open(context.Background(), natsx.Config{URL: emb.ClientURL(), Name: "other", NkeyFile: emb.SeedFile(embedded.AdminUser)}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,5 +106,43 @@ func TestOpenErrorsNameTheSetting(t *testing.T) {
 				t.Fatalf("error leaks the password: %v", err)
 			}
 		})
+	}
+}
+
+// A limit an operator changed with a NATS client survives a restart that
+// doesn't set it, and is reported; one that a setting names is applied. The
+// subjects are always this program's.
+func TestProvisionReportsDriftInsteadOfReverting(t *testing.T) {
+	t.Parallel()
+	_, js := natstest.JetStream(t, natstest.Server(t))
+	ctx := context.Background()
+	defaults := stream.RawConfig(stream.DefaultLimits())
+	if _, _, err := natsx.Provision(ctx, js, defaults, natsx.Explicit{}, nil); err != nil {
+		t.Fatal(err)
+	}
+	// An operator shortens the retention by hand and drops the redrive subjects.
+	hand := defaults
+	hand.MaxAge, hand.Duplicates, hand.Subjects = 48*time.Hour, 12*time.Hour, []string{stream.RawSubjects}
+	if _, err := js.UpdateStream(ctx, hand); err != nil {
+		t.Fatal(err)
+	}
+	_, drifts, err := natsx.Provision(ctx, js, defaults, natsx.Explicit{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info := natstest.StreamInfo(t, js, stream.Raw)
+	if info.Config.MaxAge != 48*time.Hour || info.Config.Duplicates != 12*time.Hour || len(info.Config.Subjects) != 2 {
+		t.Fatalf("after a restart: max_age %s duplicates %s subjects %v; want the hand-set limits kept and our subjects back",
+			info.Config.MaxAge, info.Config.Duplicates, info.Config.Subjects)
+	}
+	if len(drifts) != 2 || !strings.Contains(drifts[0].String(), "NATS_STREAM_MAX_AGE") || drifts[0].Found != "48h0m0s" {
+		t.Fatalf("drifts %v", drifts)
+	}
+	// Set explicitly, the setting wins.
+	if _, drifts, err = natsx.Provision(ctx, js, defaults, natsx.Explicit{MaxAge: true, Duplicates: true}, nil); err != nil || len(drifts) != 0 {
+		t.Fatalf("explicit: %v %v", drifts, err)
+	}
+	if info := natstest.StreamInfo(t, js, stream.Raw); info.Config.MaxAge != 7*24*time.Hour {
+		t.Fatalf("explicit max_age not applied: %s", info.Config.MaxAge)
 	}
 }
