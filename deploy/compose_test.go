@@ -104,11 +104,14 @@ func TestComposeFile(t *testing.T) {
 			t.Errorf("%s must wait for %s to be healthy", svc, dep)
 		}
 	}
-	// Ports the README names.
+	// Ports the docs name; only the webhook port listens beyond loopback.
 	published := map[string]string{}
 	for name, s := range p.Services {
 		for _, port := range s.Ports {
 			published[port.Published] = name
+			if name != "lb" && port.HostIP != "127.0.0.1" {
+				t.Errorf("%s publishes %s on %q: only the webhook port may listen beyond loopback", name, port.Published, port.HostIP)
+			}
 		}
 	}
 	for port, svc := range map[string]string{"8080": "lb", "16686": "jaeger", "4222": "nats-1", "8090": "sim", "8222": "nats-1"} {
@@ -162,15 +165,35 @@ func TestComposeFile(t *testing.T) {
 	if strings.Contains(raw, "whsec_") || !strings.Contains(raw, "${SPECTORA_WEBHOOK_SECRET:?") || !strings.Contains(raw, "${SPECTORA_API_TOKEN:?") {
 		t.Error("secrets must be interpolated from .env with ${VAR:?…}, never written in docker-compose.yml")
 	}
-	// The load balancer forwards to the gateway's port.
-	nginx := string(must(os.ReadFile("compose/nginx.conf")))
-	if gw := p.Services["gateway"].Environment["HTTP_ADDR"]; gw == nil || !strings.Contains(nginx, "server gateway"+*gw) {
-		t.Errorf("nginx.conf does not forward to the gateway's HTTP_ADDR")
+	// The load balancer forwards to the gateway's port, retries a 503 or a
+	// dead replica on another with the body buffered, and limits bodies.
+	caddy := string(must(os.ReadFile("compose/Caddyfile")))
+	gw := p.Services["gateway"].Environment["HTTP_ADDR"]
+	for _, want := range []string{"name gateway", "port " + strings.TrimPrefix(*gw, ":"), "lb_retries", "request_buffers", "{rp.status_code} in [502, 503, 504]", "max_size"} {
+		if !strings.Contains(caddy, want) {
+			t.Errorf("Caddyfile lacks %q", want)
+		}
 	}
-	readme := string(must(os.ReadFile(filepath.Join(root, "README.md"))))
-	for _, s := range []string{"docker compose up", "cp .env.example .env", "http://localhost:16686", "localhost:8080/webhooks/spectora"} {
-		if !strings.Contains(readme, s) {
-			t.Errorf("README does not mention %q", s)
+	// Every image comes from a variable whose default is a pinned image.
+	imageLine := regexp.MustCompile(`(?m)^\s*image:\s*(.*)$`)
+	fromVar := regexp.MustCompile(`^\$\{[A-Z_]+_IMAGE:-[a-z0-9./_-]+:[0-9][0-9A-Za-z.-]*\}$`)
+	for _, m := range imageLine.FindAllStringSubmatch(raw, -1) {
+		if !fromVar.MatchString(m[1]) && m[1] != "${SPECTORA_STREAM_IMAGE:-spectora-stream:compose}" {
+			t.Errorf("image %q: want ${NAME_IMAGE:-<official pinned image>}", m[1])
+		}
+	}
+	// Replicas on one volume write files of their own; the gateways see
+	// clients' addresses through lb.
+	if v := p.Services["consumers"].Environment["AUDIT_LOG"]; v == nil || !strings.Contains(*v, "{hostname}") {
+		t.Errorf("consumers: AUDIT_LOG must hold {hostname}: two replicas share the volume")
+	}
+	if v := p.Services["gateway"].Environment["TRUSTED_PROXIES"]; v == nil || *v == "" {
+		t.Errorf("gateway: TRUSTED_PROXIES unset: every client would share lb's address")
+	}
+	docs := string(must(os.ReadFile(filepath.Join(root, "docs", "deployment.md"))))
+	for _, s := range []string{"docker compose up", "cp .env.example .env", "http://localhost:16686", "localhost:8080/webhooks/spectora", "local-images.sh"} {
+		if !strings.Contains(docs, s) {
+			t.Errorf("docs/deployment.md does not mention %q", s)
 		}
 	}
 }

@@ -81,5 +81,6 @@ func commandEnv(t *testing.T, command string) map[string]bool {
 // knownEnv reports whether command reads name: one of its flags, or an
 // OpenTelemetry SDK variable (read by the SDK, not a flag).
 func knownEnv(t *testing.T, command, name string) bool {
-	return strings.HasPrefix(name, "OTEL_") || commandEnv(t, command)[name]
+	// OTEL_* are read by the OpenTelemetry SDK, GOMEMLIMIT by the Go runtime.
+	return strings.HasPrefix(name, "OTEL_") || name == "GOMEMLIMIT" || commandEnv(t, command)[name]
 }

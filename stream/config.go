@@ -71,6 +71,7 @@ func DLQConfig(replicas int, maxAge time.Duration) jetstream.StreamConfig {
 		Discard:     jetstream.DiscardOld,
 		Replicas:    replicas,
 		MaxAge:      maxAge,
+		MaxBytes:    -1,
 		Duplicates:  10 * time.Minute,
 	}
 }

@@ -32,10 +32,10 @@ import (
 
 var helmVar = regexp.MustCompile(`^<< \$([A-Z_]+) >>$`)
 
-// natsServerFromHelmValues starts a JetStream server configured with the
-// accounts and users of deploy/nats/values.yaml (config.merge), the variables
-// "<< $X_PASSWORD >>" replaced by passwords of the test's choosing.
-func natsServerFromHelmValues(t *testing.T) (*server.Server, map[string]string) {
+// helmOptions are the server options of the accounts and users of
+// deploy/nats/values.yaml (config.merge), the variables "<< $X_PASSWORD >>"
+// replaced by passwords of the test's choosing.
+func helmOptions(t *testing.T) (*server.Options, map[string]string) {
 	t.Helper()
 	var values struct {
 		Config struct {
@@ -98,9 +98,50 @@ func natsServerFromHelmValues(t *testing.T) (*server.Server, map[string]string) 
 	if err != nil {
 		t.Fatalf("nats-server rejects the accounts in values.yaml: %v", err)
 	}
+	return opts, passwords
+}
+
+func natsServerFromHelmValues(t *testing.T) (*server.Server, map[string]string) {
+	t.Helper()
+	opts, passwords := helmOptions(t)
 	opts.JetStream = true
 	opts.StoreDir = t.TempDir()
 	return natstest.ServerWith(t, opts), passwords
+}
+
+// The compose stack's NATS users are the Helm values' users: same names,
+// accounts and permissions.
+func TestComposeAccountsMatchHelm(t *testing.T) {
+	helm, _ := helmOptions(t)
+	for _, u := range []string{"SYS", "GATEWAY", "CONSUMERS", "OPERATOR", "READER"} {
+		t.Setenv("NATS_"+u+"_PASSWORD", "pw")
+	}
+	compose, err := server.ProcessConfigFile("../../deploy/compose/nats.conf")
+	if err != nil {
+		t.Fatalf("nats-server rejects deploy/compose/nats.conf: %v", err)
+	}
+	describe := func(o *server.Options) map[string]string {
+		out := map[string]string{}
+		for _, u := range o.Users {
+			perms, _ := json.Marshal(u.Permissions)
+			out[u.Username] = u.Account.Name + " " + string(perms)
+		}
+		return out
+	}
+	h, c := describe(helm), describe(compose)
+	if len(h) != 5 {
+		t.Fatalf("Helm values have %d users: %v", len(h), h)
+	}
+	for name, want := range h {
+		if got := c[name]; got != want {
+			t.Errorf("user %s:\n  compose %s\n  helm    %s", name, got, want)
+		}
+	}
+	for name := range c {
+		if _, ok := h[name]; !ok {
+			t.Errorf("compose has user %s, which the Helm values don't", name)
+		}
+	}
 }
 
 // userConn connects as user and records permission violations.

@@ -121,6 +121,9 @@ type SenderConfig struct {
 	Timeout time.Duration
 	// Sleep waits between retries; default honours ctx. Tests replace it.
 	Sleep func(ctx context.Context, d time.Duration) error
+	// OnAttempt, if set, is called after every delivery attempt with its
+	// answer (status 0 and err set when none came), from many goroutines.
+	OnAttempt func(ev Event, attempt, status int, err error)
 }
 
 // Stats are the sender's counts.
@@ -191,10 +194,16 @@ func NewSender(cfg SenderConfig, logger *slog.Logger) (*Sender, error) {
 // Run sends events from script at the configured rate until Count, Duration
 // or ctx ends, then waits for deliveries still retrying (until ctx ends).
 func (s *Sender) Run(ctx context.Context, script *Script) error {
-	genCtx := ctx
+	return s.RunUntil(ctx, ctx, script)
+}
+
+// RunUntil is Run that stops making new events when genCtx ends but lets
+// deliveries retrying at that moment go on, like Svix, until they succeed,
+// exhaust the schedule or ctx ends.
+func (s *Sender) RunUntil(genCtx, ctx context.Context, script *Script) error {
 	if s.cfg.Count == 0 && s.cfg.Duration > 0 {
 		var cancel context.CancelFunc
-		genCtx, cancel = context.WithTimeout(ctx, s.cfg.Duration)
+		genCtx, cancel = context.WithTimeout(genCtx, s.cfg.Duration)
 		defer cancel()
 	}
 	tick := time.NewTicker(time.Duration(float64(time.Second) / s.cfg.Rate))
@@ -229,6 +238,9 @@ func (s *Sender) Deliver(ctx context.Context, ev Event) bool {
 		}
 		s.Stats.Attempts.Add(1)
 		status, err := s.attempt(ctx, ev)
+		if s.cfg.OnAttempt != nil {
+			s.cfg.OnAttempt(ev, i+1, status, err)
+		}
 		if err == nil && status >= 200 && status < 300 {
 			s.Stats.Delivered.Add(1)
 			return true
