@@ -32,10 +32,10 @@ for mode in slow-unsigned slow-forged; do
   refused=10
   [ "$mode" = slow-forged ] && refused=0
   rm -rf "$work/data"
-  (cd "$work" && REFUSED_RATE_LIMIT=$refused ./ss gateway --http-addr 127.0.0.1:18080 \
-      --metrics-addr 127.0.0.1:19090 --nats-listen off --nats-store-dir "$work/data" >"$work/gw.log" 2>&1) &
+  REFUSED_RATE_LIMIT=$refused "$work/ss" gateway --http-addr 127.0.0.1:18080 --metrics-addr 127.0.0.1:19090 \
+      --nats-listen off --nats-store-dir "$work/data" >"$work/gw.log" 2>&1 &
+  pid=$!
   sleep 2
-  pid=$(pgrep -f "ss gateway --http-addr 127.0.0.1:18080" | head -1)
   rest=$(awk '/VmRSS/ {print int($2/1024)}' "/proc/$pid/status")
   "$work/ss" bench --mode "$mode" -c 400 -d "${secs}s" --spectora-gateway-url "$url" >"$work/$mode.out" 2>&1 &
   bench=$!
@@ -47,5 +47,5 @@ for mode in slow-unsigned slow-forged; do
     echo "    genuine webhooks right after:"
     "$work/ss" bench -c 64 -d 5s --spectora-gateway-url "$url" | tail -3 | sed 's/^/    /'
   fi
-  kill "$pid"; wait "$pid" 2>/dev/null || true
+  kill -9 "$pid"; wait "$pid" 2>/dev/null || true
 done
