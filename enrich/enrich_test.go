@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/spectora-stream/spectora-stream/admin"
 	"github.com/spectora-stream/spectora-stream/consumers"
 	"github.com/spectora-stream/spectora-stream/enrich"
 	"github.com/spectora-stream/spectora-stream/internal/apitest"
@@ -215,5 +216,31 @@ func TestKeyIncludesTheSource(t *testing.T) {
 	}
 	if got := enrich.Key("default", "agent", "a.b/c"); got != "default.agent.b64_YS5iL2M" {
 		t.Fatalf("Key = %q", got)
+	}
+}
+
+// A dead letter of the enricher, redriven once the API works again, is
+// republished under the webhook's svix-id, like any other event.
+func TestRedrivenEventIsEnrichedUnderItsSvixID(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.api.Fail500.Store(100) // the API is down for the first attempts
+	e.run(t, consumers.Config{Name: enrich.GroupName, MaxDeliver: 1, Handler: e.enr.Handler(e.js)})
+	seq := natstest.Publish(t, e.js, "msg_svix", "agent.updated", "7")
+	natstest.WaitDone(t, e.js, stream.Raw, enrich.GroupName, seq)
+	adm := admin.New(e.js)
+	dls, err := adm.DeadLetters(context.Background(), enrich.GroupName, 0)
+	if err != nil || len(dls) != 1 {
+		t.Fatalf("dead letters %v, %v", dls, err)
+	}
+	e.api.Fail500.Store(0)
+	ack, err := adm.Redrive(context.Background(), dls[0].Sequence)
+	if err != nil {
+		t.Fatal(err)
+	}
+	natstest.WaitDone(t, e.js, stream.Raw, enrich.GroupName, ack.Sequence)
+	enriched := readEnriched(t, e.js)
+	if got := enriched["msg_svix"]; got == nil || got.GetRecordStatus() != spectorav1.RecordStatus_RECORD_STATUS_FOUND {
+		t.Fatalf("enriched %v: want the redriven event under msg_svix, found", enriched)
 	}
 }

@@ -27,9 +27,9 @@ type Publisher interface {
 
 // Handler is the enricher group's handler: fetch the event's record and
 // republish the event with it as spectora.v1.EnrichedEvent on
-// spectora.enriched.<resource>.<action>. The message ID is the raw event's
-// own, so a redelivery, redrive or replay inside the duplicate window doesn't
-// publish the event twice.
+// spectora.enriched.<resource>.<action>. The message ID is the event's own
+// (its svix-id), so a redelivery, redrive or replay inside the duplicate
+// window doesn't publish the event twice.
 func (e *Enricher) Handler(js Publisher) consumers.Handler {
 	return func(ctx context.Context, m *consumers.Message) error {
 		ev := m.Event
@@ -65,7 +65,10 @@ func (e *Enricher) Handler(js Publisher) consumers.Handler {
 		status := stream.RecordStatusName(rec.Status)
 		msg.Header.Set(stream.HeaderContentType, stream.ContentTypeEnrichedEvent)
 		msg.Header.Set(stream.HeaderRecordStatus, status)
-		id := m.Header.Get(stream.HeaderMsgID)
+		// The event's own ID (the svix-id), never the message's: a redriven
+		// copy carries a redrive ID, and the enriched stream must drop its
+		// republish as a duplicate of the first one.
+		id := ev.GetId()
 		if id == "" {
 			id = fmt.Sprintf("%s.%d", m.Stream, m.Sequence)
 		}
