@@ -22,18 +22,19 @@ import (
 // clientFlags say how an operator command reaches NATS: NATS_URL, or else the
 // embedded server of a running `serve` on this machine, as its admin user.
 type clientFlags struct {
-	natsFlags `embed:""`
-	Listen    string `name:"nats-listen" env:"NATS_LISTEN" default:"127.0.0.1:4222" help:"With NATS_URL unset: where a running serve's embedded server listens (${env})."`
-	StoreDir  string `name:"nats-store-dir" env:"NATS_STORE_DIR" default:"./data/nats" help:"With NATS_URL unset: that server's store, whose users/admin.nk this command connects with (${env})."`
+	URL      string `name:"nats-url" env:"NATS_URL" placeholder:"URLS" help:"NATS server or cluster URLs, comma-separated. Unset: the embedded server of a running serve, at NATS_LISTEN (${env})."`
+	natsAuth `embed:""`
+	Listen   string `name:"nats-listen" env:"NATS_LISTEN" default:"127.0.0.1:4222" help:"With NATS_URL unset: where a running serve's embedded server listens (${env})."`
+	StoreDir string `name:"nats-store-dir" env:"NATS_STORE_DIR" default:"./data/nats" help:"With NATS_URL unset: that server's store, whose users/admin.nk this command connects with (${env})."`
 }
 
 // connect opens a client connection for an operator command.
 func (f clientFlags) connect(ctx context.Context) (*natsx.Conn, jetstream.JetStream, error) {
-	cfg := f.config("spectora-stream-admin")
+	cfg := f.config(f.URL, "spectora-stream-admin")
 	via := "NATS_URL " + f.URL
 	if cfg.URL == "" {
 		if f.Listen == "" || f.Listen == "off" {
-			return nil, nil, errors.New("NATS_URL is unset and NATS_LISTEN is off: nothing to connect to")
+			return nil, nil, usageError{errors.New("NATS_URL is unset and NATS_LISTEN is off: nothing to connect to")}
 		}
 		cfg.URL = "nats://" + f.Listen
 		via = "NATS_LISTEN " + f.Listen + " (NATS_URL is unset)"

@@ -42,10 +42,10 @@ type benchResult struct {
 
 func (c *benchCmd) Run(ctx context.Context, _ *slog.Logger) error {
 	if c.Concurrency < 1 {
-		return fmt.Errorf("--concurrency %d: want at least 1", c.Concurrency)
+		return usageError{fmt.Errorf("--concurrency %d: want at least 1", c.Concurrency)}
 	}
 	if c.Requests < 0 || (c.Requests == 0 && c.Duration <= 0) {
-		return fmt.Errorf("--requests or a positive --duration is needed")
+		return usageError{fmt.Errorf("--requests or a positive --duration is needed")}
 	}
 	if c.Mode == "slow-unsigned" || c.Mode == "slow-forged" {
 		return c.slow(ctx)
@@ -54,7 +54,7 @@ func (c *benchCmd) Run(ctx context.Context, _ *slog.Logger) error {
 	if c.Mode == "genuine" {
 		var err error
 		if signer, err = webhook.NewSigner(c.Secret); err != nil {
-			return fmt.Errorf("SPECTORA_WEBHOOK_SECRET: %w", err)
+			return usageError{fmt.Errorf("SPECTORA_WEBHOOK_SECRET: %w", err)}
 		}
 	}
 	fmt.Printf("bench: %s POST %s, concurrency %d, ", c.Mode, c.URL, c.Concurrency)
@@ -187,7 +187,7 @@ func (r *benchResult) print() {
 func (c *benchCmd) slow(ctx context.Context) error {
 	u, err := url.Parse(c.URL)
 	if err != nil || u.Host == "" {
-		return fmt.Errorf("SPECTORA_GATEWAY_URL %q: want an http URL", c.URL)
+		return usageError{fmt.Errorf("SPECTORA_GATEWAY_URL %q: want an http URL", c.URL)}
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.Duration)
 	defer cancel()

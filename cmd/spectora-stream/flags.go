@@ -17,23 +17,30 @@ import (
 
 // Every flag is named after its environment variable: NATS_URL is --nats-url.
 
-// natsFlags say how a client reaches an external NATS server or cluster.
+// natsFlags say how a server command reaches NATS.
 type natsFlags struct {
-	URL            string        `name:"nats-url" env:"NATS_URL" help:"NATS server or cluster URLs, comma-separated. Unset: the server commands run an embedded JetStream server (${env})."`
-	Creds          string        `name:"nats-creds" env:"NATS_CREDS" type:"path" help:"NATS credentials file (${env})."`
-	User           string        `name:"nats-user" env:"NATS_USER" help:"NATS user (${env})."`
-	Password       string        `name:"nats-password" env:"NATS_PASSWORD" help:"NATS password (${env})."`
-	Token          string        `name:"nats-token" env:"NATS_TOKEN" help:"NATS token (${env})."`
-	NKey           string        `name:"nats-nkey" env:"NATS_NKEY" type:"path" help:"NATS NKey seed file (${env})."`
-	TLSCA          string        `name:"nats-tls-ca" env:"NATS_TLS_CA" type:"path" help:"CA bundle to trust for NATS TLS (${env})."`
-	TLSCert        string        `name:"nats-tls-cert" env:"NATS_TLS_CERT" type:"path" help:"Client certificate for NATS mutual TLS (${env})."`
-	TLSKey         string        `name:"nats-tls-key" env:"NATS_TLS_KEY" type:"path" help:"Client key for NATS mutual TLS (${env})."`
-	ConnectTimeout time.Duration `name:"nats-connect-timeout" env:"NATS_CONNECT_TIMEOUT" default:"10s" help:"Timeout of the first connection to NATS_URL (${env})."`
+	URL      string `name:"nats-url" env:"NATS_URL" placeholder:"URLS" help:"NATS server or cluster URLs, comma-separated. Unset: run an embedded JetStream server (${env})."`
+	natsAuth `embed:""`
 }
 
-func (f natsFlags) config(name string) natsx.Config {
+func (f natsFlags) config(name string) natsx.Config { return f.natsAuth.config(f.URL, name) }
+
+// natsAuth are a client's credentials and connection settings.
+type natsAuth struct {
+	Creds          string        `name:"nats-creds" env:"NATS_CREDS" type:"path" placeholder:"FILE" help:"NATS credentials file (${env})."`
+	User           string        `name:"nats-user" env:"NATS_USER" placeholder:"USER" help:"NATS user (${env})."`
+	Password       string        `name:"nats-password" env:"NATS_PASSWORD" placeholder:"PASSWORD" help:"NATS password (${env})."`
+	Token          string        `name:"nats-token" env:"NATS_TOKEN" placeholder:"TOKEN" help:"NATS token (${env})."`
+	NKey           string        `name:"nats-nkey" env:"NATS_NKEY" type:"path" placeholder:"FILE" help:"NATS NKey seed file (${env})."`
+	TLSCA          string        `name:"nats-tls-ca" env:"NATS_TLS_CA" type:"path" placeholder:"FILE" help:"CA bundle to trust for NATS TLS (${env})."`
+	TLSCert        string        `name:"nats-tls-cert" env:"NATS_TLS_CERT" type:"path" placeholder:"FILE" help:"Client certificate for NATS mutual TLS (${env})."`
+	TLSKey         string        `name:"nats-tls-key" env:"NATS_TLS_KEY" type:"path" placeholder:"FILE" help:"Client key for NATS mutual TLS (${env})."`
+	ConnectTimeout time.Duration `name:"nats-connect-timeout" env:"NATS_CONNECT_TIMEOUT" default:"10s" help:"Timeout of the first connection; more than 0 (${env})."`
+}
+
+func (f natsAuth) config(url, name string) natsx.Config {
 	return natsx.Config{
-		URL: f.URL, Name: name, CredsFile: f.Creds, NkeyFile: f.NKey, User: f.User, Password: f.Password, Token: f.Token,
+		URL: url, Name: name, CredsFile: f.Creds, NkeyFile: f.NKey, User: f.User, Password: f.Password, Token: f.Token,
 		TLSCA: f.TLSCA, TLSCert: f.TLSCert, TLSKey: f.TLSKey, ConnectTimeout: f.ConnectTimeout,
 	}
 }
@@ -56,10 +63,10 @@ func (f embeddedFlags) listen() string {
 // when a stream is created and is otherwise kept as the stream has it, so a
 // limit an operator changed with a NATS client is reported, not reverted.
 type streamFlags struct {
-	Replicas     *int           `name:"nats-stream-replicas" env:"NATS_STREAM_REPLICAS" help:"Replicas of every stream, 1 to 5: 1 on one server, 3 in a cluster. Default 1; unset keeps an existing stream's (${env})."`
-	MaxAge       *time.Duration `name:"nats-stream-max-age" env:"NATS_STREAM_MAX_AGE" help:"How long the raw and enriched streams keep events; 0 keeps them until NATS_STREAM_MAX_BYTES. Default 168h; unset keeps an existing stream's (${env})."`
-	MaxBytes     *int64         `name:"nats-stream-max-bytes" env:"NATS_STREAM_MAX_BYTES" help:"Size cap of the raw and enriched streams in bytes; a full stream refuses new events (503) rather than evict stored ones; 0 is no cap. Default 0; unset keeps an existing stream's (${env})."`
-	Duplicates   *time.Duration `name:"nats-duplicate-window" env:"NATS_DUPLICATE_WINDOW" help:"Deduplication window for svix-id; must cover Svix's longest retry gap (10h) and not exceed NATS_STREAM_MAX_AGE; about 140 bytes of server memory per ID. Default 24h; unset keeps an existing stream's (${env})."`
+	Replicas     *int           `name:"nats-stream-replicas" env:"NATS_STREAM_REPLICAS" placeholder:"N" help:"Replicas of every stream, 1 to 5: 1 on one server, 3 in a cluster. Default 1; unset keeps an existing stream's (${env})."`
+	MaxAge       *time.Duration `name:"nats-stream-max-age" env:"NATS_STREAM_MAX_AGE" placeholder:"DURATION" help:"How long the raw and enriched streams keep events; 0 keeps them until NATS_STREAM_MAX_BYTES. Default 168h; unset keeps an existing stream's (${env})."`
+	MaxBytes     *int64         `name:"nats-stream-max-bytes" env:"NATS_STREAM_MAX_BYTES" placeholder:"BYTES" help:"Size cap of the raw and enriched streams in bytes; a full stream refuses new events (503) rather than evict stored ones; 0 is no cap. Default 0; unset keeps an existing stream's (${env})."`
+	Duplicates   *time.Duration `name:"nats-duplicate-window" env:"NATS_DUPLICATE_WINDOW" placeholder:"DURATION" help:"Deduplication window for svix-id; must cover Svix's longest retry gap (10h) and not exceed NATS_STREAM_MAX_AGE; about 140 bytes of server memory per ID. Default 24h; unset keeps an existing stream's (${env})."`
 	SetupTimeout time.Duration  `name:"nats-setup-timeout" env:"NATS_SETUP_TIMEOUT" default:"60s" help:"How long start-up waits for JetStream to create the streams, e.g. while a cluster elects a leader (${env})."`
 }
 
@@ -104,17 +111,17 @@ func (f streamFlags) validate() error {
 // opsFlags configure the ops listener.
 type opsFlags struct {
 	MetricsAddr string `name:"metrics-addr" env:"METRICS_ADDR" default:"127.0.0.1:9090" help:"Address serving /metrics, /healthz and /readyz, apart from the webhook port (${env})."`
-	PprofAddr   string `name:"pprof-addr" env:"PPROF_ADDR" help:"Serve Go's pprof profiles on this address (keep it private, e.g. 127.0.0.1:6060); unset: off (${env})."`
+	PprofAddr   string `name:"pprof-addr" env:"PPROF_ADDR" placeholder:"HOST:PORT" help:"Serve Go's pprof profiles on this address (keep it private, e.g. 127.0.0.1:6060); unset: off (${env})."`
 }
 
 // gatewayFlags configure the HTTP gateway.
 type gatewayFlags struct {
 	HTTPAddr        string        `name:"http-addr" env:"HTTP_ADDR" default:":8080" help:"Address the webhook endpoint listens on (${env})."`
-	Secret          string        `name:"spectora-webhook-secret" env:"SPECTORA_WEBHOOK_SECRET" help:"Svix signing secrets (whsec_…) or public keys (whpk_…), separated by spaces or commas. Required (${env})."`
-	Sources         string        `name:"spectora-webhook-sources" env:"SPECTORA_WEBHOOK_SOURCES" help:"Named sources at /webhooks/spectora/{name}: 'name=secret secret;name2=secret' (${env})."`
+	Secret          string        `name:"spectora-webhook-secret" env:"SPECTORA_WEBHOOK_SECRET" placeholder:"SECRETS" help:"Svix signing secrets (whsec_…) or public keys (whpk_…), separated by spaces or commas. Required (${env})."`
+	Sources         string        `name:"spectora-webhook-sources" env:"SPECTORA_WEBHOOK_SOURCES" placeholder:"SOURCES" help:"Named sources at /webhooks/spectora/{name}: 'name=secret secret;name2=secret' (${env})."`
 	TypeFields      string        `name:"spectora-type-fields" env:"SPECTORA_TYPE_FIELDS" default:"type,event,event_type" help:"Dotted JSON paths of the event type in the body, tried in order (${env})."`
 	IDFields        string        `name:"spectora-id-fields" env:"SPECTORA_ID_FIELDS" default:"id,data.id,record_id" help:"Dotted JSON paths of the record ID in the body, tried in order (${env})."`
-	BodyLimit       int           `name:"http-body-limit" env:"HTTP_BODY_LIMIT" default:"1000000" help:"Largest accepted body in bytes, at least 1024; larger gets 413 (${env})."`
+	BodyLimit       int           `name:"http-body-limit" env:"HTTP_BODY_LIMIT" default:"1000000" help:"Largest accepted body in bytes, at least 1024; larger gets 413. With the envelope it must fit the NATS server's max_payload (${env})."`
 	PublishTimeout  time.Duration `name:"publish-timeout" env:"PUBLISH_TIMEOUT" default:"5s" help:"Longest wait for JetStream's PubAck before answering 503; more than 0 and under 15s (${env})."`
 	RetryAfter      time.Duration `name:"retry-after" env:"RETRY_AFTER" default:"5s" help:"Retry-After sent with 503; at least 1s (${env})."`
 	MaxInflight     int64         `name:"http-max-inflight-bytes" env:"HTTP_MAX_INFLIGHT_BYTES" default:"33554432" help:"Memory all webhook bodies being read or verified may use together; past it, 503. At least HTTP_BODY_LIMIT (${env})."`
@@ -122,10 +129,10 @@ type gatewayFlags struct {
 	RateBurst       int           `name:"rate-burst" env:"RATE_BURST" default:"0" help:"Burst above RATE_LIMIT; 0 means twice the rate (${env})."`
 	RefusedLimit    float64       `name:"refused-rate-limit" env:"REFUSED_RATE_LIMIT" default:"10" help:"Refused requests (401, 404, 413…) per second allowed per client address before it gets 429 without further work; 0 is no limit (${env})."`
 	RefusedBurst    int           `name:"refused-rate-burst" env:"REFUSED_RATE_BURST" default:"50" help:"Burst above REFUSED_RATE_LIMIT; 0 means 50 (${env})."`
-	TrustedProxies  string        `name:"trusted-proxies" env:"TRUSTED_PROXIES" help:"Load balancers (IPs or CIDRs, comma-separated) whose X-Forwarded-For names the client address (${env})."`
+	TrustedProxies  string        `name:"trusted-proxies" env:"TRUSTED_PROXIES" placeholder:"CIDRS" help:"Load balancers (IPs or CIDRs, comma-separated) whose X-Forwarded-For names the client address (${env})."`
 	MaxPending      int           `name:"nats-publish-max-pending" env:"NATS_PUBLISH_MAX_PENDING" default:"4000" help:"Publishes awaiting a PubAck before new ones stall (then 503); at least 1 (${env})."`
-	ShutdownDelay   time.Duration `name:"shutdown-delay" env:"SHUTDOWN_DELAY" default:"0s" help:"On SIGTERM, report not-ready this long before closing the listener, so load balancers notice (${env})."`
-	ShutdownTimeout time.Duration `name:"shutdown-timeout" env:"SHUTDOWN_TIMEOUT" default:"20s" help:"Bound on finishing in-flight requests at shutdown (${env})."`
+	ShutdownDelay   time.Duration `name:"shutdown-delay" env:"SHUTDOWN_DELAY" default:"0s" help:"On SIGTERM, report not-ready this long before closing the listener, so load balancers notice; 0 closes at once (${env})."`
+	ShutdownTimeout time.Duration `name:"shutdown-timeout" env:"SHUTDOWN_TIMEOUT" default:"20s" help:"Bound on finishing in-flight requests at shutdown; more than 0 (${env})."`
 }
 
 func (f gatewayFlags) config() (gateway.Config, error) {
@@ -133,8 +140,23 @@ func (f gatewayFlags) config() (gateway.Config, error) {
 	if err != nil {
 		return gateway.Config{}, err
 	}
-	if f.MaxPending < 1 {
+	// The library takes 0 for "the default"; here every value is explicit
+	// (the defaults are the flags'), so 0 where it means nothing is refused.
+	switch {
+	case f.MaxPending < 1:
 		return gateway.Config{}, fmt.Errorf("NATS_PUBLISH_MAX_PENDING %d: want at least 1", f.MaxPending)
+	case f.BodyLimit < 1024:
+		return gateway.Config{}, fmt.Errorf("HTTP_BODY_LIMIT %d: want at least 1024 (bytes)", f.BodyLimit)
+	case f.MaxInflight < int64(f.BodyLimit):
+		return gateway.Config{}, fmt.Errorf("HTTP_MAX_INFLIGHT_BYTES %d: want at least HTTP_BODY_LIMIT (%d)", f.MaxInflight, f.BodyLimit)
+	case f.PublishTimeout <= 0 || f.PublishTimeout >= 15*time.Second:
+		return gateway.Config{}, fmt.Errorf("PUBLISH_TIMEOUT %s: want more than 0 and under Svix's 15s", f.PublishTimeout)
+	case f.RetryAfter < time.Second:
+		return gateway.Config{}, fmt.Errorf("RETRY_AFTER %s: want at least 1s", f.RetryAfter)
+	case f.ShutdownDelay < 0:
+		return gateway.Config{}, fmt.Errorf("SHUTDOWN_DELAY %s: must not be negative", f.ShutdownDelay)
+	case f.ShutdownTimeout <= 0:
+		return gateway.Config{}, fmt.Errorf("SHUTDOWN_TIMEOUT %s: want more than 0", f.ShutdownTimeout)
 	}
 	cfg := gateway.Config{
 		Secrets:          gateway.SplitSecrets(f.Secret),
@@ -166,16 +188,16 @@ type consumerFlags struct {
 	Groups       string          `name:"consumer-groups" env:"CONSUMER_GROUPS" default:"enricher,audit" help:"Built-in groups to run, comma-separated: enricher, audit (${env})."`
 	Concurrency  int             `name:"consumer-concurrency" env:"CONSUMER_CONCURRENCY" default:"4" help:"Messages each group handles at once in this process; 1 to 1024 (${env})."`
 	MaxDeliver   int             `name:"consumer-max-deliver" env:"CONSUMER_MAX_DELIVER" default:"5" help:"Deliveries before a message is dead-lettered; at least 1 (${env})."`
-	Backoff      []time.Duration `name:"consumer-backoff" env:"CONSUMER_BACKOFF" default:"1s,5s,30s,2m" help:"Redelivery delays after the 1st, 2nd, … failure; the last repeats (${env})."`
+	Backoff      []time.Duration `name:"consumer-backoff" env:"CONSUMER_BACKOFF" default:"1s,5s,30s,2m" placeholder:"DELAYS" help:"Redelivery delays after the 1st, 2nd, … failure, comma-separated; the last repeats. Default 1s,5s,30s,2m (${env})."`
 	AckWait      time.Duration   `name:"consumer-ack-wait" env:"CONSUMER_ACK_WAIT" default:"30s" help:"Time before an unanswered delivery is redelivered; at least 1s (${env})."`
-	DrainTimeout time.Duration   `name:"consumer-drain-timeout" env:"CONSUMER_DRAIN_TIMEOUT" default:"20s" help:"Bound on finishing in-flight messages at shutdown; later ones go back to the stream (${env})."`
+	DrainTimeout time.Duration   `name:"consumer-drain-timeout" env:"CONSUMER_DRAIN_TIMEOUT" default:"20s" help:"Bound on finishing in-flight messages at shutdown, then they go back to the stream; 0 hands them back at once (${env})."`
 	AuditLog     string          `name:"audit-log" env:"AUDIT_LOG" default:"./data/audit.jsonl" help:"JSON-lines file the audit group appends to; one per instance ({hostname} and {pid} expand) (${env})."`
-	DLQMaxAge    *time.Duration  `name:"dlq-max-age" env:"DLQ_MAX_AGE" help:"How long dead letters are kept; 0 keeps them until purged. Default 720h; unset keeps an existing stream's (${env})."`
+	DLQMaxAge    *time.Duration  `name:"dlq-max-age" env:"DLQ_MAX_AGE" placeholder:"DURATION" help:"How long dead letters are kept; 0 keeps them until purged. Default 720h; unset keeps an existing stream's (${env})."`
 	APIURL       string          `name:"spectora-api-url" env:"SPECTORA_API_URL" default:"https://connect.spectora.com" help:"Spectora API base URL (${env})."`
-	APIToken     string          `name:"spectora-api-token" env:"SPECTORA_API_TOKEN" help:"Spectora API key, sent as a Bearer token. Unset: records are not fetched (${env})."`
-	APIPaths     string          `name:"spectora-api-paths" env:"SPECTORA_API_PATHS" help:"Record paths per resource overriding the defaults, e.g. 'client=/v2/contacts/{id}' (${env})."`
-	APITimeout   time.Duration   `name:"spectora-api-timeout" env:"SPECTORA_API_TIMEOUT" default:"10s" help:"Timeout of one API request (${env})."`
-	APIRateLimit float64         `name:"spectora-api-rate-limit" env:"SPECTORA_API_RATE_LIMIT" default:"5" help:"Most API requests per second from this process; divide the company's quota by the instances (${env})."`
+	APIToken     string          `name:"spectora-api-token" env:"SPECTORA_API_TOKEN" placeholder:"TOKEN" help:"Spectora API key, sent as a Bearer token. Unset: records are not fetched (${env})."`
+	APIPaths     string          `name:"spectora-api-paths" env:"SPECTORA_API_PATHS" placeholder:"PATHS" help:"Record paths per resource overriding the defaults, e.g. 'client=/v2/contacts/{id}' (${env})."`
+	APITimeout   time.Duration   `name:"spectora-api-timeout" env:"SPECTORA_API_TIMEOUT" default:"10s" help:"Timeout of one API request; more than 0 (${env})."`
+	APIRateLimit float64         `name:"spectora-api-rate-limit" env:"SPECTORA_API_RATE_LIMIT" default:"5" help:"Most API requests per second from this process, more than 0; divide the company's quota by the instances (${env})."`
 	CacheTTL     time.Duration   `name:"record-cache-ttl" env:"RECORD_CACHE_TTL" default:"1h" help:"How long fetched records stay in the shared KV cache; at least 1s (${env})."`
 }
 
@@ -215,6 +237,10 @@ func (f consumerFlags) validate() error {
 		return fmt.Errorf("CONSUMER_DRAIN_TIMEOUT %s: must not be negative", f.DrainTimeout)
 	case f.CacheTTL < time.Second:
 		return fmt.Errorf("RECORD_CACHE_TTL %s: want at least 1s", f.CacheTTL)
+	case f.APITimeout <= 0:
+		return fmt.Errorf("SPECTORA_API_TIMEOUT %s: want more than 0", f.APITimeout)
+	case f.APIRateLimit <= 0:
+		return fmt.Errorf("SPECTORA_API_RATE_LIMIT %g: want more than 0 (requests per second)", f.APIRateLimit)
 	case f.DLQMaxAge != nil && *f.DLQMaxAge < 0:
 		return fmt.Errorf("DLQ_MAX_AGE %s: must not be negative (0 keeps dead letters until purged)", *f.DLQMaxAge)
 	}
@@ -272,7 +298,7 @@ func splitList(s string) []string {
 // targetFlags say where send, bench and sim post webhooks and what they sign with.
 type targetFlags struct {
 	URL    string `name:"spectora-gateway-url" env:"SPECTORA_GATEWAY_URL" default:"http://127.0.0.1:8080/webhooks/spectora" help:"Gateway webhook URL (${env})."`
-	Secret string `name:"spectora-webhook-secret" env:"SPECTORA_WEBHOOK_SECRET" help:"Signs with the first whsec_ secret in this list (${env})."`
+	Secret string `name:"spectora-webhook-secret" env:"SPECTORA_WEBHOOK_SECRET" placeholder:"SECRETS" help:"Signs with the first whsec_ secret in this list (${env})."`
 }
 
 // dlqMaxAge is DLQ_MAX_AGE, or its default, and whether it was set.

@@ -33,14 +33,14 @@ func testProcess(t *testing.T, store string) process {
 	return process{
 		name: "test",
 		serverFlags: serverFlags{
-			NATS:     natsFlags{ConnectTimeout: 5 * time.Second},
+			NATS:     natsFlags{natsAuth: natsAuth{ConnectTimeout: 5 * time.Second}},
 			Embedded: embeddedFlags{StoreDir: store, Listen: "off"},
 			Streams:  streamFlags{SetupTimeout: 10 * time.Second},
 			Ops:      opsFlags{MetricsAddr: freeAddr(t)},
 		},
 		gateway: &gatewayFlags{
 			HTTPAddr: freeAddr(t), Secret: "whsec_" + base64.StdEncoding.EncodeToString(key),
-			TypeFields: "type", IDFields: "id", BodyLimit: 1 << 19, MaxPending: 4000,
+			TypeFields: "type", IDFields: "id", BodyLimit: 1 << 19, MaxInflight: 32 << 20, MaxPending: 4000,
 			PublishTimeout: 5 * time.Second, RetryAfter: 5 * time.Second, ShutdownTimeout: 10 * time.Second,
 		},
 	}

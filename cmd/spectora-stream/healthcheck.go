@@ -20,7 +20,7 @@ func (c *healthcheckCmd) Run(ctx context.Context, _ *slog.Logger) error {
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.URL, nil)
 	if err != nil {
-		return fmt.Errorf("--url %q: %w", c.URL, err)
+		return usageError{fmt.Errorf("--url %q: %w", c.URL, err)}
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

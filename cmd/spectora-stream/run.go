@@ -74,6 +74,9 @@ type process struct {
 
 // validate checks every setting before anything starts.
 func (p process) validate() (gateway.Config, error) {
+	if p.NATS.ConnectTimeout <= 0 {
+		return gateway.Config{}, fmt.Errorf("NATS_CONNECT_TIMEOUT %s: want more than 0", p.NATS.ConnectTimeout)
+	}
 	if err := p.Streams.validate(); err != nil {
 		return gateway.Config{}, err
 	}
@@ -100,7 +103,7 @@ func (p process) validate() (gateway.Config, error) {
 func run(ctx context.Context, log *slog.Logger, p process) (err error) {
 	gcfg, err := p.validate()
 	if err != nil {
-		return err
+		return usageError{err}
 	}
 	tel, err := otlp.Setup(ctx, p.name, buildVersion())
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"time"
 
 	"github.com/spectora-stream/spectora-stream/internal/webhook"
@@ -20,12 +21,13 @@ type sendCmd struct {
 	MsgID       string        `name:"msg-id" help:"svix-id to use; default a fresh one. Repeat an ID to see deduplication."`
 	Skew        time.Duration `name:"skew" default:"0s" help:"Shift the signed timestamp, e.g. -10m to see a stale webhook refused."`
 	Timeout     time.Duration `name:"timeout" default:"15s" help:"HTTP timeout, like Svix's."`
+	Verbose     bool          `name:"verbose" short:"v" help:"Also print the request (URL, svix-id, body) on stderr."`
 }
 
 func (c *sendCmd) Run(ctx context.Context, _ *slog.Logger) error {
 	signer, err := webhook.NewSigner(c.Secret)
 	if err != nil {
-		return fmt.Errorf("SPECTORA_WEBHOOK_SECRET: %w", err)
+		return usageError{fmt.Errorf("SPECTORA_WEBHOOK_SECRET: %w", err)}
 	}
 	body := []byte(c.Body)
 	if c.Body == "" {
@@ -43,7 +45,7 @@ func (c *sendCmd) Run(ctx context.Context, _ *slog.Logger) error {
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.URL, bytes.NewReader(body))
 	if err != nil {
-		return fmt.Errorf("SPECTORA_GATEWAY_URL %q: %w", c.URL, err)
+		return usageError{fmt.Errorf("SPECTORA_GATEWAY_URL %q: %w", c.URL, err)}
 	}
 	req.Header = hdr
 	resp, err := http.DefaultClient.Do(req)
@@ -52,9 +54,12 @@ func (c *sendCmd) Run(ctx context.Context, _ *slog.Logger) error {
 	}
 	defer func() { _ = resp.Body.Close() }()
 	out, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	fmt.Printf("POST %s\nsvix-id: %s\nbody: %s\n\n%s\n%s\n", c.URL, msgID, body, resp.Status, bytes.TrimSpace(out))
+	if c.Verbose {
+		fmt.Fprintf(os.Stderr, "POST %s\nsvix-id: %s\nbody: %s\n", c.URL, msgID, body)
+	}
+	fmt.Printf("%s %s\n", resp.Status, bytes.TrimSpace(out))
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return exitCode{code: 2, err: fmt.Errorf("gateway answered %s", resp.Status)}
+		return exitCode{code: exitNon2xx, err: fmt.Errorf("gateway answered %s", resp.Status)}
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -76,7 +77,7 @@ func TestServeEndToEndWithSimulator(t *testing.T) {
 	gf := p.gateway
 	stop := startServe(t, p)
 	defer func() { _ = stop() }()
-	client := clientFlags{natsFlags: natsFlags{ConnectTimeout: 5 * time.Second}, Listen: p.Embedded.Listen, StoreDir: p.Embedded.StoreDir}
+	client := clientFlags{natsAuth: natsAuth{ConnectTimeout: 5 * time.Second}, Listen: p.Embedded.Listen, StoreDir: p.Embedded.StoreDir}
 
 	sender, err := sim.NewSender(sim.SenderConfig{URL: "http://" + gf.HTTPAddr + "/webhooks/spectora", Secret: gf.Secret, Rate: 100, Count: sim.RoundLength}, nil)
 	if err != nil {
@@ -97,6 +98,35 @@ func TestServeEndToEndWithSimulator(t *testing.T) {
 	// deleted by the time some events were enriched, so found+gone = 10.
 	if statuses["not_fetched"] != 3 || statuses["found"]+statuses["gone"] != 10 || statuses["found"] < 7 {
 		t.Fatalf("record statuses %v", statuses)
+	}
+
+	// events get and tail print what was stored, decoded.
+	out := stdoutOf(t, func() error {
+		return (&eventsGetCmd{NATS: client, Seq: 1, eventsFormat: eventsFormat{Stream: "SPECTORA"}}).Run(context.Background())
+	})
+	for _, want := range []string{"SPECTORA #1  spectora.", "Nats-Msg-Id:", "event: id=", "body (application/json):"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("events get 1 lacks %q:\n%s", want, out)
+		}
+	}
+	out = stdoutOf(t, func() error {
+		return (&eventsTailCmd{NATS: client, Last: 2, Subject: "spectora.enriched.inspection.*", eventsFormat: eventsFormat{Stream: "SPECTORA_ENRICHED", JSON: true}}).Run(context.Background())
+	})
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("events tail -n 2 --json: %d lines:\n%s", len(lines), out)
+	}
+	for _, l := range lines {
+		var ev struct {
+			Subject string
+			Event   struct{ RecordStatus string }
+		}
+		if err := json.Unmarshal([]byte(l), &ev); err != nil || !strings.HasPrefix(ev.Subject, "spectora.enriched.inspection.") || ev.Event.RecordStatus == "" {
+			t.Errorf("events tail line %s: %+v %v", l, ev, err)
+		}
+	}
+	if err := (&eventsGetCmd{NATS: client, Seq: 9999, eventsFormat: eventsFormat{Stream: "SPECTORA"}}).Run(context.Background()); err == nil || !strings.Contains(err.Error(), "no event 9999") {
+		t.Errorf("events get 9999: %v", err)
 	}
 
 	// The API breaks: the enricher dead-letters after 3 deliveries.
@@ -144,6 +174,26 @@ func TestServeEndToEndWithSimulator(t *testing.T) {
 			t.Errorf("/metrics lacks %s", want)
 		}
 	}
+}
+
+// stdoutOf runs f and returns what it printed on stdout.
+func stdoutOf(t *testing.T, f func() error) string {
+	t.Helper()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout := os.Stdout
+	os.Stdout = w
+	out := make(chan string)
+	go func() { b, _ := io.ReadAll(r); out <- string(b) }()
+	err = f()
+	os.Stdout = stdout
+	_ = w.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return <-out
 }
 
 func signerSend(t *testing.T, gf *gatewayFlags, typ, id string) {

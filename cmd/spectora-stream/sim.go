@@ -22,30 +22,30 @@ type simCmd struct {
 
 	targetFlags `embed:""`
 	Rate        float64       `name:"sim-rate" env:"SIM_RATE" default:"2" help:"Events per second; 0 runs the fake API only (${env})."`
-	Count       int           `name:"sim-count" env:"SIM_COUNT" default:"0" help:"Stop sending after this many events; 0: until --duration or Ctrl-C (${env})."`
+	Count       int           `name:"sim-count" env:"SIM_COUNT" default:"0" help:"Stop sending after this many events (the fake API keeps serving until Ctrl-C); 0: until --sim-duration or Ctrl-C (${env})."`
 	Duration    time.Duration `name:"sim-duration" env:"SIM_DURATION" default:"0s" help:"Stop sending after this long; 0: no limit (${env})."`
 	TimeScale   float64       `name:"sim-time-scale" env:"SIM_TIME_SCALE" default:"1" help:"Multiplies Svix's retry delays (5s, 5m, 30m, 2h, 5h, 10h, 10h); 0.001 makes 5 minutes 300 ms (${env})."`
 }
 
 func (c *simCmd) Run(ctx context.Context, log *slog.Logger) error {
 	if c.Rate < 0 || c.APIErrorRate < 0 || c.APIErrorRate > 1 || c.API429Rate < 0 || c.API429Rate > 1 {
-		return errors.New("SIM_RATE must be ≥ 0 and SIM_API_ERROR_RATE, SIM_API_429_RATE between 0 and 1")
+		return usageError{errors.New("SIM_RATE must be at least 0, and SIM_API_ERROR_RATE and SIM_API_429_RATE between 0 and 1")}
 	}
 	store := sim.NewStore(1000)
 	store.Strict = c.Strict
 	var apiSrv *http.Server
 	if c.APIAddr != "off" {
 		if c.APIToken == "" {
-			return errors.New("SPECTORA_API_TOKEN: the fake API needs a token to accept")
+			return usageError{errors.New("SPECTORA_API_TOKEN is empty: the fake API needs a token to accept")}
 		}
 		ln, err := net.Listen("tcp", c.APIAddr)
 		if err != nil {
-			return fmt.Errorf("SIM_API_ADDR %q: %w", c.APIAddr, err)
+			return usageError{fmt.Errorf("SIM_API_ADDR %q: %w", c.APIAddr, err)}
 		}
 		api := sim.NewAPI(sim.APIConfig{Token: c.APIToken, Latency: c.APILatency, ErrorRate: c.APIErrorRate, RateLimitRate: c.API429Rate}, store)
 		apiSrv = &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second}
 		go func() { _ = apiSrv.Serve(ln) }()
-		log.Info("fake Spectora API listening", "url", "http://"+ln.Addr().String(), "token", "SPECTORA_API_TOKEN")
+		log.Info("fake Spectora API listening; it accepts the Bearer token in SPECTORA_API_TOKEN", "url", "http://"+ln.Addr().String())
 		defer func() {
 			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
@@ -76,9 +76,12 @@ func (c *simCmd) Run(ctx context.Context, log *slog.Logger) error {
 	err = sender.Run(ctx, sim.NewScript(store))
 	close(done)
 	fmt.Printf("sim: %s\n", sender.Stats.String())
-	if c.Count > 0 || c.Duration > 0 {
-		return err // a bounded run ends; an API-serving one waits for Ctrl-C
+	if apiSrv == nil || ctx.Err() != nil {
+		return err
 	}
+	// The consumers may still be fetching the records of the last events:
+	// the fake API stays up until Ctrl-C.
+	log.Info("done sending; the fake API keeps serving until Ctrl-C")
 	<-ctx.Done()
 	return err
 }

@@ -115,13 +115,26 @@ func Start(cfg Config, logger *slog.Logger) (*Server, error) {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	log := logger.With("component", "nats-server")
-	srv.SetLoggerV2(&serverLogger{log: log}, false, false, false)
+	fatal := make(chan string, 1)
+	srv.SetLoggerV2(&serverLogger{log: log, fatal: fatal}, false, false, false)
 	go srv.Start()
-	if !srv.ReadyForConnections(cfg.StartTimeout) {
+	ready := make(chan bool, 1)
+	go func() { ready <- srv.ReadyForConnections(cfg.StartTimeout) }()
+	fail := func(why string) (*Server, error) {
 		srv.Shutdown()
 		srv.WaitForShutdown()
 		_ = lock.Release()
-		return nil, fmt.Errorf("%w: not ready within %s (is NATS_LISTEN %q already in use?)", ErrStart, cfg.StartTimeout, cfg.Listen)
+		return nil, fmt.Errorf("%w: %s", ErrStart, why)
+	}
+	select {
+	case msg := <-fatal:
+		// The server reports a failed listen (a taken NATS_LISTEN port) at
+		// once; no need to wait out the start timeout.
+		return fail(fmt.Sprintf("NATS_LISTEN %q: %s", cfg.Listen, msg))
+	case ok := <-ready:
+		if !ok {
+			return fail(fmt.Sprintf("not ready within %s", cfg.StartTimeout))
+		}
 	}
 	return &Server{srv: srv, lock: lock, log: log, storeDir: cfg.StoreDir, auth: !cfg.NoAuth}, nil
 }
@@ -156,12 +169,24 @@ func (s *Server) Shutdown() {
 	_ = s.lock.Release()
 }
 
-// serverLogger forwards nats-server's logger to slog.
-type serverLogger struct{ log *slog.Logger }
+// serverLogger forwards nats-server's logger to slog. Its notices (the
+// start-up banner, some thirty lines) are at debug: the service's own start
+// lines say what a user needs. Fatal errors also go to fatal, for Start.
+type serverLogger struct {
+	log   *slog.Logger
+	fatal chan<- string
+}
 
-func (l *serverLogger) Noticef(format string, v ...any) { l.log.Info(fmt.Sprintf(format, v...)) }
+func (l *serverLogger) Noticef(format string, v ...any) { l.log.Debug(fmt.Sprintf(format, v...)) }
 func (l *serverLogger) Warnf(format string, v ...any)   { l.log.Warn(fmt.Sprintf(format, v...)) }
-func (l *serverLogger) Fatalf(format string, v ...any)  { l.log.Error(fmt.Sprintf(format, v...)) }
-func (l *serverLogger) Errorf(format string, v ...any)  { l.log.Error(fmt.Sprintf(format, v...)) }
-func (l *serverLogger) Debugf(format string, v ...any)  { l.log.Debug(fmt.Sprintf(format, v...)) }
-func (l *serverLogger) Tracef(format string, v ...any)  { l.log.Debug(fmt.Sprintf(format, v...)) }
+func (l *serverLogger) Fatalf(format string, v ...any) {
+	msg := fmt.Sprintf(format, v...)
+	l.log.Error(msg)
+	select {
+	case l.fatal <- msg:
+	default:
+	}
+}
+func (l *serverLogger) Errorf(format string, v ...any) { l.log.Error(fmt.Sprintf(format, v...)) }
+func (l *serverLogger) Debugf(format string, v ...any) { l.log.Debug(fmt.Sprintf(format, v...)) }
+func (l *serverLogger) Tracef(format string, v ...any) { l.log.Debug(fmt.Sprintf(format, v...)) }
