@@ -6,12 +6,10 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/spectora-stream/spectora-stream/admin"
 	"github.com/spectora-stream/spectora-stream/internal/embedded"
@@ -103,32 +101,23 @@ func (c *dlqListCmd) Run(ctx context.Context) error {
 
 type dlqShowCmd struct {
 	NATS clientFlags `embed:""`
+	JSON bool        `name:"json" help:"One JSON object (headers, envelope, body) instead of text."`
 	Seq  uint64      `arg:"" help:"Dead letter sequence (from dlq list)."`
 }
 
+// Run prints why the message was dead-lettered, then the dead letter decoded
+// as events get prints any stored event.
 func (c *dlqShowCmd) Run(ctx context.Context) error {
 	return c.NATS.withAdmin(ctx, func(a *admin.Admin) error {
 		d, err := a.DeadLetter(ctx, c.Seq)
 		if err != nil {
 			return err
 		}
-		fmt.Printf("dead letter %d on %s\n\nheaders:\n", d.Sequence, d.Subject)
-		for k, v := range d.Header {
-			fmt.Printf("  %s: %s\n", k, strings.Join(v, ", "))
+		if !c.JSON {
+			fmt.Printf("dead letter %d: group %s gave up after %d deliveries (%s): %s\n  original: %s #%d  %s\n\n",
+				d.Sequence, d.Group, d.Deliveries, d.Reason, d.Error, d.OriginalStream, d.OriginalSequence, d.OriginalSubject)
 		}
-		ev, err := stream.Decode(d.Header, d.Data)
-		if err != nil {
-			fmt.Printf("\nbody (%d bytes, not decodable: %v)\n", len(d.Data), err)
-			return nil
-		}
-		var out []byte
-		if ev.Enriched != nil {
-			out, _ = protojson.MarshalOptions{Multiline: true}.Marshal(ev.Enriched)
-		} else {
-			out, _ = protojson.MarshalOptions{Multiline: true}.Marshal(ev.Webhook)
-		}
-		fmt.Printf("\nevent:\n%s\n\nwebhook body:\n%s\n", out, ev.Webhook.GetBody())
-		return nil
+		return eventsFormat{Stream: stream.DLQ, JSON: c.JSON}.print(os.Stdout, d.Sequence, d.Subject, d.Time, d.Header, d.Data)
 	})
 }
 

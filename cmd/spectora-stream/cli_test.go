@@ -7,9 +7,12 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/alecthomas/kong"
 
 	"github.com/spectora-stream/spectora-stream/internal/natstest"
 )
@@ -161,5 +164,55 @@ func TestLogFormatAndServerChatter(t *testing.T) {
 	defer dev.Close()
 	if !isTerminal(dev) || isTerminal(f) {
 		t.Fatal("isTerminal: /dev/null is a character device, a file is not")
+	}
+}
+
+// Every variable any command reads is in docs/configuration.md, and every
+// variable named in its tables is one a command reads.
+func TestConfigurationDocCoversEveryVariable(t *testing.T) {
+	var c cli
+	parser, err := kong.New(&c, kong.Vars{"version": "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	read := map[string]bool{}
+	var walk func(n *kong.Node)
+	walk = func(n *kong.Node) {
+		for _, f := range n.Flags {
+			for _, env := range f.Envs {
+				read[env] = true
+			}
+		}
+		for _, child := range n.Children {
+			walk(child)
+		}
+	}
+	walk(parser.Model.Node)
+	doc, err := os.ReadFile("../../docs/configuration.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	documented := map[string]bool{}
+	for _, line := range strings.Split(string(doc), "\n") {
+		if !strings.HasPrefix(line, "| `") {
+			continue
+		}
+		first := strings.Split(line, "|")[1]
+		for _, m := range regexp.MustCompile("`([A-Z0-9_]+)`").FindAllStringSubmatch(first, -1) {
+			documented[m[1]] = true
+		}
+	}
+	for env := range read {
+		if !documented[env] {
+			t.Errorf("%s is read by a command but not in docs/configuration.md's tables", env)
+		}
+	}
+	for env := range documented {
+		if !read[env] {
+			t.Errorf("docs/configuration.md documents %s, which no command reads", env)
+		}
+	}
+	if len(read) < 50 {
+		t.Errorf("found only %d variables in the command line model", len(read))
 	}
 }

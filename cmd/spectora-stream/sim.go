@@ -15,7 +15,7 @@ import (
 type simCmd struct {
 	APIAddr      string        `name:"sim-api-addr" env:"SIM_API_ADDR" default:"127.0.0.1:8090" help:"Where the fake Spectora API listens, or 'off' (${env})."`
 	APIToken     string        `name:"spectora-api-token" env:"SPECTORA_API_TOKEN" default:"sim-token" help:"Bearer token the fake API accepts; give consumers the same (${env})."`
-	APILatency   time.Duration `name:"sim-api-latency" env:"SIM_API_LATENCY" default:"20ms" help:"Latency added to every API answer (${env})."`
+	APILatency   time.Duration `name:"sim-api-latency" env:"SIM_API_LATENCY" default:"20ms" help:"Latency added to every API answer; 0: none (${env})."`
 	APIErrorRate float64       `name:"sim-api-error-rate" env:"SIM_API_ERROR_RATE" default:"0" help:"Share of API requests answered 500, 0 to 1 (${env})."`
 	API429Rate   float64       `name:"sim-api-429-rate" env:"SIM_API_429_RATE" default:"0" help:"Share of API requests answered 429 with Retry-After 1 (${env})."`
 	Strict       bool          `name:"sim-strict" env:"SIM_STRICT" help:"Answer 404 for records the simulator did not create (${env})."`
@@ -28,8 +28,21 @@ type simCmd struct {
 }
 
 func (c *simCmd) Run(ctx context.Context, log *slog.Logger) error {
-	if c.Rate < 0 || c.APIErrorRate < 0 || c.APIErrorRate > 1 || c.API429Rate < 0 || c.API429Rate > 1 {
-		return usageError{errors.New("SIM_RATE must be at least 0, and SIM_API_ERROR_RATE and SIM_API_429_RATE between 0 and 1")}
+	switch {
+	case c.Rate < 0:
+		return usageError{fmt.Errorf("SIM_RATE %g: want at least 0 (events per second; 0 runs the fake API alone)", c.Rate)}
+	case c.APIErrorRate < 0 || c.APIErrorRate > 1:
+		return usageError{fmt.Errorf("SIM_API_ERROR_RATE %g: want 0 to 1", c.APIErrorRate)}
+	case c.API429Rate < 0 || c.API429Rate > 1:
+		return usageError{fmt.Errorf("SIM_API_429_RATE %g: want 0 to 1", c.API429Rate)}
+	case c.Count < 0:
+		return usageError{fmt.Errorf("SIM_COUNT %d: must not be negative (0: no limit)", c.Count)}
+	case c.Duration < 0:
+		return usageError{fmt.Errorf("SIM_DURATION %s: must not be negative (0: no limit)", c.Duration)}
+	case c.TimeScale <= 0:
+		return usageError{fmt.Errorf("SIM_TIME_SCALE %g: want more than 0", c.TimeScale)}
+	case c.APILatency < 0:
+		return usageError{fmt.Errorf("SIM_API_LATENCY %s: must not be negative", c.APILatency)}
 	}
 	store := sim.NewStore(1000)
 	store.Strict = c.Strict
