@@ -5,7 +5,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
@@ -58,7 +57,7 @@ func (e *env) publish(t *testing.T, id, eventType, recordID string) uint64 {
 
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	natstest.Eventually(t, 10*time.Second, what, cond)
+	natstest.Eventually(t, natstest.Patience, what, cond)
 }
 
 // recorder is a handler that remembers what it saw.

@@ -51,7 +51,7 @@ func auditLines(t *testing.T, path string) []audit.Entry {
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	natstest.Eventually(t, 15*time.Second, what, cond)
+	natstest.Eventually(t, natstest.Patience, what, cond)
 }
 
 // serve with a simulated Spectora: every event the simulator sends is stored,

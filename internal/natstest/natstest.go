@@ -76,6 +76,13 @@ func JetStream(t testing.TB, s *server.Server, opts ...jetstream.JetStreamOpt) (
 	return nc, js
 }
 
+// Patience bounds the wait for an outcome that comes in milliseconds on an
+// idle machine (a delivery, an ack, a redelivery after a 2 s ack wait). It is
+// generous on purpose: CI runs every package at once under the race
+// detector on two cores, and a test must not fail because the machine is
+// slow. Passing tests never wait for it.
+const Patience = time.Minute
+
 // Eventually polls cond every 10 ms until it holds, failing the test with
 // what after timeout. For asynchronous outcomes (deliveries, acks, traces).
 func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
@@ -220,11 +227,21 @@ func ConsumerInfo(t testing.TB, js jetstream.JetStream, streamName, durable stri
 func WaitDone(t testing.TB, js jetstream.JetStream, streamName, durable string, seq uint64) *jetstream.ConsumerInfo {
 	t.Helper()
 	var info *jetstream.ConsumerInfo
-	Eventually(t, 15*time.Second, fmt.Sprintf("consumer %s/%s settled through %d", streamName, durable, seq), func() bool {
+	deadline := time.Now().Add(Patience)
+	for {
 		info = ConsumerInfo(t, js, streamName, durable)
-		return info != nil && info.AckFloor.Stream >= seq && info.NumPending == 0 && info.NumAckPending == 0
-	})
-	return info
+		if info != nil && info.AckFloor.Stream >= seq && info.NumPending == 0 && info.NumAckPending == 0 {
+			return info
+		}
+		if time.Now().After(deadline) {
+			if info == nil {
+				t.Fatalf("timed out after %s waiting for consumer %s/%s: it does not exist", Patience, streamName, durable)
+			}
+			t.Fatalf("timed out after %s waiting for consumer %s/%s settled through %d: ack floor %d, pending %d, ack pending %d, redelivered %d, waiting pulls %d",
+				Patience, streamName, durable, seq, info.AckFloor.Stream, info.NumPending, info.NumAckPending, info.NumRedelivered, info.NumWaiting)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // StreamInfo is the state of a stream.
