@@ -188,6 +188,28 @@ const maxTokenLen = 64
 // gets the action "unknown"; an empty type is Unrouted. The resource tokens
 // "redrive", "enriched" and "dlq" get a trailing "_".
 func RouteFor(eventType string) Route {
+	// The common case, "resource.action" already in subject form, needs no
+	// copies: the route's tokens are the type's own substrings.
+	if res, act, ok := strings.Cut(eventType, "."); ok && cleanToken(res) && cleanToken(act) && !reservedResource[res] {
+		return Route{Resource: res, Action: act}
+	}
+	return routeForGeneral(eventType)
+}
+
+// cleanToken reports whether s is a token sanitizeToken would keep as is.
+func cleanToken(s string) bool {
+	if s == "" || len(s) > maxTokenLen {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+func routeForGeneral(eventType string) Route {
 	var tokens []string
 	for part := range strings.SplitSeq(strings.TrimSpace(eventType), ".") {
 		if t := sanitizeToken(part); t != "" {
