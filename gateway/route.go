@@ -1,9 +1,10 @@
 package gateway
 
 import (
-	"bytes"
-	"encoding/json"
 	"strings"
+	"unicode/utf8"
+
+	"github.com/tidwall/gjson"
 )
 
 // Fields says where the event type and record ID sit in a webhook body, as
@@ -34,35 +35,29 @@ const (
 // a JSON object, or has no string at any type path, yields an empty type. The
 // record ID may be a JSON string or number (kept exactly, even past 2^53).
 //
-// Only the objects on the configured paths are decoded; every other value stays
-// raw, which keeps the per-webhook cost flat for large payloads.
+// The body is validated once and the paths are read in place by gjson,
+// without decoding anything else: no maps, and a cost that stays flat for
+// large payloads. Where a key appears twice in one object the first wins;
+// a path component that is a number also indexes an array.
 func (f Fields) Extract(body []byte) (eventType, recordID string) {
-	var doc map[string]json.RawMessage
-	if err := json.Unmarshal(body, &doc); err != nil {
+	if !isObject(body) || !gjson.ValidBytes(body) {
 		return "", ""
 	}
-	cache := map[string]map[string]json.RawMessage{"": doc}
 	for _, p := range f.Type {
-		var s string
-		if raw := lookup(cache, p); raw != nil && len(raw) <= maxTypeLen+2 && json.Unmarshal(raw, &s) == nil && strings.TrimSpace(s) != "" {
-			eventType = s
+		r := gjson.GetBytes(body, gjsonPath(p))
+		if r.Type == gjson.String && len(r.Raw) <= maxTypeLen+2 && strings.TrimSpace(r.Str) != "" {
+			eventType = validUTF8(r.Str)
 			break
 		}
 	}
 	for _, p := range f.ID {
-		raw := lookup(cache, p)
-		if raw == nil {
-			continue
-		}
+		r := gjson.GetBytes(body, gjsonPath(p))
 		var id string
-		if json.Unmarshal(raw, &id) != nil {
-			var n json.Number
-			dec := json.NewDecoder(bytes.NewReader(raw))
-			dec.UseNumber()
-			if dec.Decode(&n) != nil {
-				continue
-			}
-			id = n.String()
+		switch r.Type {
+		case gjson.String:
+			id = validUTF8(r.Str)
+		case gjson.Number:
+			id = r.Raw // the literal, exactly as sent
 		}
 		if id != "" && len(id) <= maxRecordIDLen {
 			recordID = id
@@ -72,20 +67,45 @@ func (f Fields) Extract(body []byte) (eventType, recordID string) {
 	return eventType, recordID
 }
 
-// lookup follows a dotted path through nested JSON objects, decoding each
-// intermediate object once (cache holds them by path prefix).
-func lookup(cache map[string]map[string]json.RawMessage, path string) json.RawMessage {
-	parent, key := "", path
-	if i := strings.LastIndexByte(path, '.'); i >= 0 {
-		parent, key = path[:i], path[i+1:]
-	}
-	obj, ok := cache[parent]
-	if !ok {
-		raw := lookup(cache, parent)
-		if raw == nil || json.Unmarshal(raw, &obj) != nil {
-			obj = nil
+// isObject reports whether body's first non-space byte opens an object.
+func isObject(body []byte) bool {
+	for _, c := range body {
+		switch c {
+		case ' ', '\t', '\n', '\r':
+			continue
 		}
-		cache[parent] = obj
+		return c == '{'
 	}
-	return obj[key]
+	return false
+}
+
+// validUTF8 replaces invalid bytes with U+FFFD, as encoding/json does: the
+// type and ID go into protobuf strings, which must be UTF-8.
+func validUTF8(s string) string {
+	if utf8.ValidString(s) {
+		return s
+	}
+	return strings.ToValidUTF8(s, "\uFFFD")
+}
+
+// gjsonPath turns a dotted path into gjson's syntax, each component escaped
+// so that a key holding *, ?, # or @ is read as a key. Plain paths (letters,
+// digits, _ and -) are already in it and cost nothing.
+func gjsonPath(dotted string) string {
+	plain := true
+	for i := 0; i < len(dotted); i++ {
+		c := dotted[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '.') {
+			plain = false
+			break
+		}
+	}
+	if plain {
+		return dotted
+	}
+	parts := strings.Split(dotted, ".")
+	for i, p := range parts {
+		parts[i] = gjson.Escape(p)
+	}
+	return strings.Join(parts, ".")
 }

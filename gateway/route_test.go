@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"regexp"
+	"strings"
 	"testing"
 	"unicode/utf8"
 
@@ -28,6 +29,13 @@ func TestExtract(t *testing.T) {
 		{"array", DefaultFields(), `[{"type":"a.b"}]`, "", ""},
 		{"empty", DefaultFields(), ``, "", ""},
 		{"path through non-object", DefaultFields(), `{"data":"x","type":"a.b"}`, "a.b", ""},
+		{"invalid json after the fields", DefaultFields(), `{"type":"a.b","id":1,`, "", ""},
+		{"leading space", DefaultFields(), " \n\t{\"type\":\"a.b\"}", "a.b", ""},
+		{"escaped type", DefaultFields(), `{"type":"inspection.\u0063onfirmed"}`, "inspection.confirmed", ""},
+		{"invalid UTF-8 becomes U+FFFD", DefaultFields(), "{\"type\":\"a.b\xff\"}", "a.b\uFFFD", ""},
+		{"number kept as written", DefaultFields(), `{"type":"a.b","id":1e3}`, "a.b", "1e3"},
+		{"key with gjson syntax", Fields{Type: []string{"meta.k*nd"}, ID: []string{"a#b"}}, `{"meta":{"kind":"x.y","k*nd":"a.b"},"a#b":5}`, "a.b", "5"},
+		{"over-long type skipped", DefaultFields(), `{"type":"` + strings.Repeat("a", 300) + `","event":"c.d"}`, "c.d", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
