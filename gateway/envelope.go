@@ -29,41 +29,57 @@ type Inbound struct {
 
 // Envelope builds the protobuf event stored in JetStream.
 func Envelope(in Inbound) *spectorav1.WebhookEvent {
-	return &spectorav1.WebhookEvent{
-		Id:          in.ID,
-		Type:        in.Type,
-		Resource:    in.Route.Resource,
-		Action:      in.Route.Action,
-		RecordId:    in.RecordID,
-		Source:      in.Source,
-		Subject:     in.Route.Subject(),
-		SignedAt:    timestamppb.New(in.SignedAt),
-		ReceivedAt:  timestamppb.New(in.ReceivedAt),
-		ContentType: contentType(in.ContentType),
-		Body:        in.Body,
-	}
+	return envelope(&in, in.Route.Subject())
+}
+
+func envelope(in *Inbound, subject string) *spectorav1.WebhookEvent {
+	// One allocation for the event and its two timestamps.
+	e := &struct {
+		ev               spectorav1.WebhookEvent
+		signed, received timestamppb.Timestamp
+	}{}
+	e.signed = timestamppb.Timestamp{Seconds: in.SignedAt.Unix(), Nanos: int32(in.SignedAt.Nanosecond())}
+	e.received = timestamppb.Timestamp{Seconds: in.ReceivedAt.Unix(), Nanos: int32(in.ReceivedAt.Nanosecond())}
+	e.ev.Id = in.ID
+	e.ev.Type = in.Type
+	e.ev.Resource = in.Route.Resource
+	e.ev.Action = in.Route.Action
+	e.ev.RecordId = in.RecordID
+	e.ev.Source = in.Source
+	e.ev.Subject = subject
+	e.ev.SignedAt = &e.signed
+	e.ev.ReceivedAt = &e.received
+	e.ev.ContentType = contentType(in.ContentType)
+	e.ev.Body = in.Body
+	return &e.ev
 }
 
 // Message builds the NATS message for in: the protobuf envelope as data, and
 // the message ID, type, record ID, source and content type as headers, so a
 // subscriber can route without decoding.
 func Message(in Inbound) (*nats.Msg, error) {
-	data, err := proto.Marshal(Envelope(in))
+	subject := in.Route.Subject()
+	data, err := proto.Marshal(envelope(&in, subject))
 	if err != nil {
 		return nil, fmt.Errorf("marshal envelope: %w", err)
 	}
-	msg := nats.NewMsg(in.Route.Subject())
-	msg.Data = data
-	msg.Header.Set(stream.HeaderMsgID, in.ID)
-	msg.Header.Set(stream.HeaderContentType, stream.ContentTypeWebhookEvent)
-	msg.Header.Set(stream.HeaderSource, in.Source)
+	// The header values share one backing array: one allocation, not five.
+	vals := make([]string, 0, 5)
+	h := make(nats.Header, 8)
+	set := func(k, v string) {
+		vals = append(vals, v)
+		h[k] = vals[len(vals)-1 : len(vals) : len(vals)]
+	}
+	set(stream.HeaderMsgID, in.ID)
+	set(stream.HeaderContentType, stream.ContentTypeWebhookEvent)
+	set(stream.HeaderSource, in.Source)
 	if in.Type != "" {
-		msg.Header.Set(stream.HeaderEventType, stream.HeaderValue(in.Type))
+		set(stream.HeaderEventType, stream.HeaderValue(in.Type))
 	}
 	if in.RecordID != "" {
-		msg.Header.Set(stream.HeaderRecordID, stream.HeaderValue(in.RecordID))
+		set(stream.HeaderRecordID, stream.HeaderValue(in.RecordID))
 	}
-	return msg, nil
+	return &nats.Msg{Subject: subject, Header: h, Data: data}, nil
 }
 
 // contentType keeps the request's Content-Type storable: the envelope field

@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"math"
 	"net"
+	"strconv"
 	"strings"
 	"time"
 
@@ -241,6 +242,13 @@ type Gateway struct {
 	metrics  *Metrics
 	log      *slog.Logger
 	tracer   trace.Tracer
+	// traced is false with no TracerProvider: then no span is started, so
+	// the attributes and options a no-op span would discard are never built.
+	traced bool
+	// expectStream and stallWait are the publish's fixed header and option,
+	// built once.
+	expectStream []string
+	stallWait    jetstream.PublishOpt
 }
 
 // New validates cfg and builds the gateway; it serves nothing until Serve.
@@ -262,8 +270,10 @@ func New(cfg Config, js Publisher, health Health) (*Gateway, error) {
 		tp = noop.NewTracerProvider()
 	}
 	g := &Gateway{cfg: cfg, js: js, health: health, log: cfg.Logger.With("component", "gateway"), sources: sources,
-		tracer: tp.Tracer(telemetry.ScopeName), metrics: cfg.Metrics, budget: newBudget(cfg.MaxInflightBytes)}
+		tracer: tp.Tracer(telemetry.ScopeName), traced: traced, metrics: cfg.Metrics, budget: newBudget(cfg.MaxInflightBytes)}
 	g.proxies, _ = parseTrustedProxies(cfg.TrustedProxies) // validated above
+	g.expectStream = []string{cfg.Stream}
+	g.stallWait = jetstream.WithStallWait(cfg.PublishTimeout)
 	if cfg.RefusedRateLimit > 0 {
 		g.refusals = newRefusals(cfg.RefusedRateLimit, cfg.RefusedRateBurst)
 	}
@@ -318,15 +328,6 @@ const (
 	localClient = "client"
 )
 
-// accepted is the 200 response body: where the event was stored.
-type accepted struct {
-	Stream    string `json:"stream"`
-	Sequence  uint64 `json:"seq"`
-	Duplicate bool   `json:"duplicate"`
-	Subject   string `json:"subject"`
-	ID        string `json:"id"`
-}
-
 // handleWebhook checks a request in order of cost: source, framing, the
 // client's refusal budget, the signature headers, the body's size and the
 // memory budget; only then reads and verifies the body, applies the source's
@@ -379,7 +380,7 @@ func (g *Gateway) handleWebhook(c *fiber.Ctx) error {
 	}
 	c.Locals(localConsumed, true)
 	body := buf.Bytes()
-	if err := g.verifyBody(ctx, src, signed, body); err != nil {
+	if err := g.verifyBody(ctx, src, &signed, body); err != nil {
 		return err
 	}
 	if src.limiter != nil && !src.limiter.Allow() {
@@ -406,7 +407,7 @@ func (g *Gateway) handleWebhook(c *fiber.Ctx) error {
 	if size := int64(len(msg.Data) + headerSize(msg)); size > g.cfg.MaxPayload {
 		return fmt.Errorf("%w: message of %d bytes over the NATS max_payload %d", ErrTooLarge, size, g.cfg.MaxPayload)
 	}
-	ack, err := g.publish(ctx, msg, in)
+	ack, err := g.publish(ctx, msg, &in)
 	if err != nil {
 		return err
 	}
@@ -419,14 +420,48 @@ func (g *Gateway) handleWebhook(c *fiber.Ctx) error {
 		g.log.WarnContext(ctx, "stored webhook whose event type could not be read", "subject", in.Route.Subject(), "id", in.ID, "seq", ack.Sequence, "source", src.name)
 	}
 	g.metrics.request(outcome, src.name)
-	g.log.DebugContext(ctx, "webhook stored", "id", in.ID, "type", in.Type, "subject", in.Route.Subject(), "seq", ack.Sequence, "duplicate", ack.Duplicate, "source", src.name)
-	return c.Status(fiber.StatusOK).JSON(accepted{
-		Stream:    ack.Stream,
-		Sequence:  ack.Sequence,
-		Duplicate: ack.Duplicate,
-		Subject:   in.Route.Subject(),
-		ID:        in.ID,
-	})
+	if g.log.Enabled(ctx, slog.LevelDebug) {
+		g.log.DebugContext(ctx, "webhook stored", "id", in.ID, "type", in.Type, "subject", msg.Subject, "seq", ack.Sequence, "duplicate", ack.Duplicate, "source", src.name)
+	}
+	c.Status(fiber.StatusOK).Response().Header.SetContentType(fiber.MIMEApplicationJSON)
+	var b [256]byte
+	c.Response().AppendBody(appendAccepted(b[:0], ack, msg.Subject, in.ID))
+	return nil
+}
+
+// appendAccepted appends the 200 answer, where the event was stored, as
+// encoding/json would write the accepted struct, without reflection.
+func appendAccepted(b []byte, ack *jetstream.PubAck, subject, id string) []byte {
+	b = append(b, `{"stream":`...)
+	b = appendJSONString(b, ack.Stream)
+	b = append(b, `,"seq":`...)
+	b = strconv.AppendUint(b, ack.Sequence, 10)
+	b = append(b, `,"duplicate":`...)
+	b = strconv.AppendBool(b, ack.Duplicate)
+	b = append(b, `,"subject":`...)
+	b = appendJSONString(b, subject)
+	b = append(b, `,"id":`...)
+	b = appendJSONString(b, id)
+	return append(b, '}')
+}
+
+// appendJSONString appends s as a JSON string, escaped as encoding/json
+// escapes it (HTML-safe). s is ASCII here: a subject, a stream name, a
+// message ID checked to be printable ASCII.
+func appendJSONString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '"' || c == '\\':
+			b = append(b, '\\', c)
+		case c < 0x20 || c == '<' || c == '>' || c == '&':
+			b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+		default:
+			b = append(b, c)
+		}
+	}
+	return append(b, '"')
 }
 
 // headerSize is how many bytes msg's headers take on the wire, roughly.
@@ -442,25 +477,34 @@ func headerSize(msg *nats.Msg) int {
 
 // checkHeaders reads and checks the signature headers, in a span of its own.
 func (g *Gateway) checkHeaders(ctx context.Context, req *fasthttp.Request, src *source) (Signed, error) {
-	_, span := g.tracer.Start(ctx, "verify headers", trace.WithAttributes(telemetry.AttrSource.String(src.name)))
-	hdrs, err := ReadSignedHeaders(func(name string) string { return string(req.Header.Peek(name)) })
-	if err != nil {
-		telemetry.End(span, err)
-		return Signed{}, err
+	var span trace.Span
+	if g.traced {
+		_, span = g.tracer.Start(ctx, "verify headers", trace.WithAttributes(telemetry.AttrSource.String(src.name)))
 	}
-	span.SetAttributes(telemetry.AttrSvixID.String(hdrs.ID))
-	signed, err := src.verifier.Check(hdrs)
-	telemetry.End(span, err)
+	hdrs, err := ReadSignedHeaders(func(name string) string { return string(req.Header.Peek(name)) })
+	var signed Signed
+	if err == nil {
+		signed, err = src.verifier.Check(hdrs)
+	}
+	if span != nil {
+		span.SetAttributes(telemetry.AttrSvixID.String(hdrs.ID))
+		telemetry.End(span, err)
+	}
 	return signed, err
 }
 
 // verifyBody checks the signature over the raw body as received (never a
 // re-encoded or decompressed form), in a span of its own.
-func (g *Gateway) verifyBody(ctx context.Context, src *source, signed Signed, body []byte) error {
-	_, span := g.tracer.Start(ctx, "verify webhook", trace.WithAttributes(telemetry.AttrSource.String(src.name),
-		telemetry.AttrSvixID.String(signed.Headers.ID)))
+func (g *Gateway) verifyBody(ctx context.Context, src *source, signed *Signed, body []byte) error {
+	var span trace.Span
+	if g.traced {
+		_, span = g.tracer.Start(ctx, "verify webhook", trace.WithAttributes(telemetry.AttrSource.String(src.name),
+			telemetry.AttrSvixID.String(signed.Headers.ID)))
+	}
 	err := src.verifier.VerifyBody(signed, body)
-	telemetry.End(span, err)
+	if span != nil {
+		telemetry.End(span, err)
+	}
 	return err
 }
 
@@ -468,19 +512,22 @@ func (g *Gateway) verifyBody(ctx context.Context, src *source, signed Signed, bo
 // requests share the connection's pipeline instead of queueing behind each
 // other's round trips. A PRODUCER span covers it, and its context rides in
 // the message headers.
-func (g *Gateway) publish(ctx context.Context, msg *nats.Msg, in Inbound) (ack *jetstream.PubAck, err error) {
-	ctx, span := telemetry.StartPublish(ctx, g.tracer, g.cfg.Propagator, msg,
-		semconv.MessagingMessageID(in.ID),
-		telemetry.AttrEventType.String(in.Type),
-		telemetry.AttrRecordID.String(in.RecordID),
-		telemetry.AttrSource.String(in.Source))
-	defer func() {
-		if ack != nil {
-			span.SetAttributes(telemetry.AttrStream.String(ack.Stream), telemetry.AttrStreamSequence.Int64(int64(ack.Sequence)),
-				attribute.Bool("messaging.nats.duplicate", ack.Duplicate))
-		}
-		telemetry.End(span, err)
-	}()
+func (g *Gateway) publish(ctx context.Context, msg *nats.Msg, in *Inbound) (ack *jetstream.PubAck, err error) {
+	if g.traced {
+		var span trace.Span
+		ctx, span = telemetry.StartPublish(ctx, g.tracer, g.cfg.Propagator, msg,
+			semconv.MessagingMessageID(in.ID),
+			telemetry.AttrEventType.String(in.Type),
+			telemetry.AttrRecordID.String(in.RecordID),
+			telemetry.AttrSource.String(in.Source))
+		defer func() {
+			if ack != nil {
+				span.SetAttributes(telemetry.AttrStream.String(ack.Stream), telemetry.AttrStreamSequence.Int64(int64(ack.Sequence)),
+					attribute.Bool("messaging.nats.duplicate", ack.Duplicate))
+			}
+			telemetry.End(span, err)
+		}()
+	}
 	if !g.health.Connected() {
 		return nil, fmt.Errorf("%w: not connected to NATS", ErrUnavailable)
 	}
@@ -488,10 +535,10 @@ func (g *Gateway) publish(ctx context.Context, msg *nats.Msg, in Inbound) (ack *
 	defer cancel()
 	start := time.Now()
 	defer func() { g.metrics.published(time.Since(start)) }()
-	fut, err := g.js.PublishMsgAsync(msg,
-		jetstream.WithMsgID(in.ID),
-		jetstream.WithExpectStream(g.cfg.Stream),
-		jetstream.WithStallWait(g.cfg.PublishTimeout))
+	// Message set Nats-Msg-Id (the svix-id); the expected stream makes a
+	// misconfigured server refuse the message rather than store it elsewhere.
+	msg.Header[stream.HeaderExpectedStream] = g.expectStream
+	fut, err := g.js.PublishMsgAsync(msg, g.stallWait)
 	if err != nil {
 		return nil, publishError(msg.Subject, err)
 	}

@@ -320,3 +320,58 @@ func BenchmarkRefusal(b *testing.B) {
 		})
 	}
 }
+
+// FuzzVerifyMatchesSvix holds the v1 check to the svix library's: for any
+// body, ID, timestamp and signature header (built around a genuine
+// signature, which the fuzzer may corrupt), the gateway never accepts what
+// the library refuses, and accepts what it accepts unless one of the
+// gateway's own limits (entry counts, a printable ID, a positive timestamp)
+// refused the headers first.
+func FuzzVerifyMatchesSvix(f *testing.F) {
+	secret := "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+	wh, err := svix.NewWebhook(secret)
+	if err != nil {
+		f.Fatal(err)
+	}
+	v, err := NewVerifier("FUZZ", []string{secret})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add([]byte(`{"type":"a.b"}`), "msg_1", int64(1700000000), "", "", 0, byte(0))
+	f.Add([]byte(`{}`), "msg_2", int64(1700000000), "v1,AAAA ", " v2,x", 3, byte('A'))
+	f.Add([]byte(`x`), "id", int64(1700000000), "v1,", ",tail", 44, byte('/'))
+	f.Add([]byte(`y`), "id", int64(1700000000), "", ",extra", -1, byte(0))
+	f.Fuzz(func(t *testing.T, body []byte, id string, unix int64, before, after string, flip int, with byte) {
+		ts := time.Unix(unix, 0)
+		genuine, err := wh.Sign(id, ts, body) // "v1,<base64>"
+		if err != nil {
+			t.Skip()
+		}
+		if flip >= 0 && flip < len(genuine) {
+			b := []byte(genuine)
+			b[flip] = with
+			genuine = string(b)
+		}
+		header := before + genuine + after
+		hdr := http.Header{}
+		hdr.Set("svix-id", id)
+		hdr.Set("svix-timestamp", strconv.FormatInt(unix, 10))
+		hdr.Set("svix-signature", header)
+		libErr := wh.VerifyIgnoringTimestamp(body, hdr)
+
+		v.now = func() time.Time { return ts }
+		h, err := ReadSignedHeaders(hdr.Get)
+		if err == nil {
+			var s Signed
+			if s, err = v.Check(h); err == nil {
+				err = v.VerifyBody(&s, body)
+			}
+		}
+		switch {
+		case err == nil && libErr != nil:
+			t.Fatalf("gateway accepts what svix refuses (%v): id %q ts %d header %q", libErr, id, unix, header)
+		case err != nil && libErr == nil && !errors.Is(err, ErrMalformedHeaders) && !errors.Is(err, ErrMissingHeaders):
+			t.Fatalf("gateway refuses (%v) what svix accepts: id %q ts %d header %q", err, id, unix, header)
+		}
+	})
+}
