@@ -89,6 +89,10 @@ type Record struct {
 	FetchedAt time.Time
 }
 
+// MaxIdleConns is how many idle keep-alive connections the default
+// HTTPClient keeps to the API: enough for the enricher's concurrent fetches.
+const MaxIdleConns = 64
+
 // Client fetches Spectora records with retries, backoff and a rate limit.
 type Client struct {
 	cfg     Config
@@ -137,7 +141,13 @@ func NewClient(cfg Config) (*Client, error) {
 		return nil, err
 	}
 	if cfg.HTTPClient == nil {
-		rt := http.DefaultTransport
+		// A transport of its own, keeping as many idle connections as
+		// requests run at once: net/http keeps 2 per host by default, so
+		// concurrent fetches beyond that dialled (and, over TLS, handshook)
+		// a new connection for nearly every request.
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.MaxIdleConnsPerHost = MaxIdleConns
+		var rt http.RoundTripper = t
 		if cfg.TracerProvider != nil {
 			rt = otelhttp.NewTransport(rt, otelhttp.WithTracerProvider(cfg.TracerProvider), otelhttp.WithPropagators(cfg.Propagator))
 		}

@@ -3,7 +3,9 @@ package spectora_test
 import (
 	"context"
 	"errors"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -108,6 +110,31 @@ func TestFetchHonours429AndRetries5xx(t *testing.T) {
 			t.Fatalf("Fetch = %+v, %v", rec, err)
 		}
 	})
+}
+
+// Concurrent fetches keep their connections: waves of 32 at once open about
+// 32 connections in all, not a new one for nearly every request (net/http's
+// default keeps only 2 idle connections per host).
+func TestConcurrentFetchesReuseConnections(t *testing.T) {
+	t.Parallel()
+	api := apitest.New(t)
+	api.Latency = 20 * time.Millisecond
+	c := client(t, api)
+	const wave, waves = 32, 4
+	for range waves {
+		var wg sync.WaitGroup
+		for i := range wave {
+			wg.Go(func() {
+				if _, err := c.Fetch(context.Background(), "inspection", strconv.Itoa(i)); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		wg.Wait()
+	}
+	if calls, conns := api.Calls.Load(), api.Conns.Load(); calls != wave*waves || conns > wave+wave/4 {
+		t.Fatalf("%d requests opened %d connections, want at most %d", calls, conns, wave+wave/4)
+	}
 }
 
 func TestNewClientRefusesBadConfig(t *testing.T) {

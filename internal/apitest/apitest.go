@@ -5,6 +5,7 @@ package apitest
 
 import (
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -22,6 +23,8 @@ type API struct {
 	*httptest.Server
 	// Calls counts every request.
 	Calls atomic.Int64
+	// Conns counts the connections clients opened.
+	Conns atomic.Int64
 	// Latency is added to every answer.
 	Latency time.Duration
 	// Fail500, Fail429 and Garble answer 500, 429 (with RetryAfter) or a
@@ -40,7 +43,13 @@ type API struct {
 func New(t testing.TB) *API {
 	t.Helper()
 	a := &API{gone: map[string]bool{}, RetryAfter: "1"}
-	a.Server = httptest.NewServer(http.HandlerFunc(a.serve))
+	a.Server = httptest.NewUnstartedServer(http.HandlerFunc(a.serve))
+	a.Config.ConnState = func(_ net.Conn, state http.ConnState) {
+		if state == http.StateNew {
+			a.Conns.Add(1)
+		}
+	}
+	a.Start()
 	t.Cleanup(a.Close)
 	return a
 }
