@@ -209,6 +209,59 @@ func readEnriched(t *testing.T, js jetstream.JetStream) map[string]*spectorav1.E
 	return out
 }
 
+// Two companies whose record IDs collide: each event is enriched from its
+// own company's API with its own key, each record is fetched once and cached
+// apart, and a source without a client of its own is not fetched at all.
+func TestTwoCompaniesWithCollidingRecordIDs(t *testing.T) {
+	t.Parallel()
+	_, js := natstest.JetStream(t, natstest.Server(t))
+	kv := natstest.Streams(t, js)
+	apis := map[string]*apitest.API{}
+	clients := enrich.Clients{}
+	for _, company := range []string{"acme", "beta"} {
+		api := apitest.New(t)
+		api.Key = company + "-key"
+		c, err := spectora.NewClient(spectora.Config{BaseURL: api.URL, Token: api.Key, RateLimit: 1000, RateBurst: 100})
+		if err != nil {
+			t.Fatal(err)
+		}
+		apis[company], clients[company] = api, c
+	}
+	enr := enrich.New(enrich.Config{}, kv, clients)
+	received := timestamppb.New(time.Now())
+	event := func(source string) *spectorav1.WebhookEvent {
+		return &spectorav1.WebhookEvent{Source: source, Resource: "inspection", Action: "confirmed", RecordId: "1", ReceivedAt: received}
+	}
+	for range 2 { // the second round is served from the cache
+		for company := range apis {
+			rec, err := enr.Record(context.Background(), event(company))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var doc struct {
+				Data struct {
+					Attributes struct{ Company string } `json:"attributes"`
+				} `json:"data"`
+			}
+			if rec.Status != spectorav1.RecordStatus_RECORD_STATUS_FOUND || json.Unmarshal(rec.Body, &doc) != nil || doc.Data.Attributes.Company != company+"-key" {
+				t.Fatalf("%s's inspection 1: %+v (%s)", company, rec, rec.Body)
+			}
+		}
+	}
+	for company, api := range apis {
+		if n := api.Calls.Load(); n != 1 {
+			t.Fatalf("%s's API called %d times, want 1", company, n)
+		}
+	}
+	rec, err := enr.Record(context.Background(), event("gamma"))
+	if err != nil || rec.Status != spectorav1.RecordStatus_RECORD_STATUS_NOT_FETCHED {
+		t.Fatalf("a source without a client: %+v, %v", rec, err)
+	}
+	if apis["acme"].Calls.Load()+apis["beta"].Calls.Load() != 2 {
+		t.Fatalf("a source without a client was fetched with another company's key")
+	}
+}
+
 func TestKeyIncludesTheSource(t *testing.T) {
 	t.Parallel()
 	if a, b := enrich.Key("acme", "inspection", "1"), enrich.Key("beta", "inspection", "1"); a == b {

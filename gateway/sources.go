@@ -11,6 +11,10 @@ const DefaultSource = "default"
 
 var sourceName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
 
+// ValidSourceName reports whether name can name a source: lowercase
+// letters, digits, _ or -, at most 63 characters.
+func ValidSourceName(name string) bool { return sourceName.MatchString(name) }
+
 // ParseSources reads SPECTORA_WEBHOOK_SOURCES: named sources (one per Spectora
 // company), each with its own secrets, separated by semicolons:
 //

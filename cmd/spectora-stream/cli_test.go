@@ -54,6 +54,14 @@ func TestUsageErrorsAreOneLineNamingTheSetting(t *testing.T) {
 		{"zero concurrency", map[string]string{"CONSUMER_CONCURRENCY": "0"}, []string{"consumers"}, []string{"CONSUMER_CONCURRENCY 0", "1 to 1024"}},
 		{"no secret", map[string]string{"SPECTORA_WEBHOOK_SECRET": ""}, []string{"gateway"}, []string{"SPECTORA_WEBHOOK_SECRET"}},
 		{"unknown flag", nil, []string{"serve", "--groups", "audit"}, []string{"unknown flag --groups", "see spectora-stream serve --help"}},
+		{"API source without a key", map[string]string{"SPECTORA_API_SOURCES": "acme=k1;beta="}, []string{"consumers"},
+			[]string{"SPECTORA_API_SOURCES", `source "beta" has no API key`}},
+		{"API key for the default source", map[string]string{"SPECTORA_API_SOURCES": "default=k1"}, []string{"consumers"},
+			[]string{"SPECTORA_API_SOURCES", "SPECTORA_API_TOKEN"}},
+		{"API source twice", map[string]string{"SPECTORA_API_SOURCES": "acme=k1;acme=k2", "SPECTORA_WEBHOOK_SECRET": secret}, []string{"serve"},
+			[]string{"SPECTORA_API_SOURCES", `"acme" appears twice`}},
+		{"API source with a bad base URL", map[string]string{"SPECTORA_API_SOURCES": "acme=topsecret ftp://example.com"}, []string{"consumers"},
+			[]string{"SPECTORA_API_SOURCES", `source "acme"`, "base URL"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -72,6 +80,9 @@ func TestUsageErrorsAreOneLineNamingTheSetting(t *testing.T) {
 				if !strings.Contains(lines[0], w) {
 					t.Errorf("%q lacks %q", lines[0], w)
 				}
+			}
+			if strings.Contains(stderr, "topsecret") {
+				t.Errorf("an API key in the error: %s", stderr)
 			}
 		})
 	}

@@ -195,6 +195,7 @@ type consumerFlags struct {
 	DLQMaxAge    *time.Duration  `name:"dlq-max-age" env:"DLQ_MAX_AGE" placeholder:"DURATION" help:"How long dead letters are kept; 0 keeps them until purged. Default 720h; unset keeps an existing stream's (${env})."`
 	APIURL       string          `name:"spectora-api-url" env:"SPECTORA_API_URL" default:"https://connect.spectora.com" help:"Spectora API base URL (${env})."`
 	APIToken     string          `name:"spectora-api-token" env:"SPECTORA_API_TOKEN" placeholder:"TOKEN" help:"Spectora API key, sent as a Bearer token. Unset: records are not fetched (${env})."`
+	APISources   string          `name:"spectora-api-sources" env:"SPECTORA_API_SOURCES" placeholder:"SOURCES" help:"One API key per named source (Spectora company): 'acme=KEY;beta=KEY https://other-base-url'. Set: each source's records are fetched with its own key only, SPECTORA_API_TOKEN serves the default source, and a source without a key is not fetched (${env})."`
 	APIPaths     string          `name:"spectora-api-paths" env:"SPECTORA_API_PATHS" placeholder:"PATHS" help:"Record paths per resource overriding the defaults, e.g. 'client=/v2/contacts/{id}' (${env})."`
 	APITimeout   time.Duration   `name:"spectora-api-timeout" env:"SPECTORA_API_TIMEOUT" default:"10s" help:"Timeout of one API request; more than 0 (${env})."`
 	APIRateLimit float64         `name:"spectora-api-rate-limit" env:"SPECTORA_API_RATE_LIMIT" default:"5" help:"Most API requests per second from this process, more than 0; divide the company's quota by the instances (${env})."`
@@ -258,7 +259,59 @@ func (f consumerFlags) validate() error {
 			return apiSetting(err)
 		}
 	}
-	return nil
+	_, err := f.apiSources()
+	return err
+}
+
+// apiSource is one SPECTORA_API_SOURCES entry.
+type apiSource struct {
+	name, token, baseURL string
+}
+
+// apiSources parses SPECTORA_API_SOURCES: "name=token[ base-url]" entries
+// separated by ";". Errors name the entry, never the key.
+func (f consumerFlags) apiSources() ([]apiSource, error) {
+	var out []apiSource
+	seen := map[string]bool{}
+	n := 0
+	for entry := range strings.SplitSeq(f.APISources, ";") {
+		n++
+		if entry = strings.TrimSpace(entry); entry == "" {
+			continue
+		}
+		name, rest, ok := strings.Cut(entry, "=")
+		name = strings.TrimSpace(name)
+		fields := strings.Fields(rest)
+		switch {
+		case !ok:
+			return nil, fmt.Errorf("SPECTORA_API_SOURCES: entry %d: want name=key[ base-url]", n)
+		case !gateway.ValidSourceName(name):
+			return nil, fmt.Errorf("SPECTORA_API_SOURCES: source name %q: want lowercase letters, digits, _ or -, at most 63", name)
+		case name == gateway.DefaultSource:
+			return nil, fmt.Errorf("SPECTORA_API_SOURCES: %q is the default source's: set SPECTORA_API_TOKEN for it", name)
+		case seen[name]:
+			return nil, fmt.Errorf("SPECTORA_API_SOURCES: source %q appears twice", name)
+		case len(fields) == 0:
+			return nil, fmt.Errorf("SPECTORA_API_SOURCES: source %q has no API key", name)
+		case len(fields) > 2:
+			return nil, fmt.Errorf("SPECTORA_API_SOURCES: source %q: want a key and at most one base URL", name)
+		}
+		seen[name] = true
+		src := apiSource{name: name, token: fields[0], baseURL: f.APIURL}
+		if len(fields) == 2 {
+			src.baseURL = fields[1]
+		}
+		cfg, err := f.apiConfig()
+		if err == nil {
+			cfg.Token, cfg.BaseURL = src.token, src.baseURL
+			_, err = spectora.NewClient(cfg)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("SPECTORA_API_SOURCES: source %q: %w", name, err)
+		}
+		out = append(out, src)
+	}
+	return out, nil
 }
 
 // apiConfig is the Spectora API client's configuration from the flags.

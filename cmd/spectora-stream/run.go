@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"sync"
 	"time"
 
@@ -383,7 +384,11 @@ func newEnricher(ctx context.Context, js jetstream.JetStream, reg prometheus.Reg
 		return nil, err
 	}
 	ecfg := enrich.Config{Logger: log, Metrics: metrics, TracerProvider: tel.TracerProvider, Propagator: tel.Propagator}
-	if cf.APIToken == "" {
+	sources, err := cf.apiSources()
+	if err != nil {
+		return nil, err
+	}
+	if cf.APIToken == "" && len(sources) == 0 {
 		log.Warn("SPECTORA_API_TOKEN is unset: the enricher republishes events without records (record_status not_fetched). " +
 			"Set it, or run `spectora-stream sim` and point SPECTORA_API_URL at it.")
 		return enrich.New(ecfg, kv, nil), nil
@@ -396,12 +401,39 @@ func newEnricher(ctx context.Context, js jetstream.JetStream, reg prometheus.Reg
 		return nil, err
 	}
 	acfg.Logger, acfg.TracerProvider, acfg.Propagator = log, tel.TracerProvider, tel.Propagator
-	api, err := spectora.NewClient(acfg)
-	if err != nil {
-		return nil, apiSetting(err)
+	clients := enrich.Clients{}
+	if cf.APIToken != "" {
+		api, err := spectora.NewClient(acfg)
+		if err != nil {
+			return nil, apiSetting(err)
+		}
+		if len(sources) == 0 {
+			// One company: its key serves every source.
+			clients[""] = api
+		} else {
+			// Several companies: never fetch one's records with another's key.
+			clients[gateway.DefaultSource] = api
+		}
 	}
-	// One token for every source until sources carry their own.
-	return enrich.New(ecfg, kv, enrich.Clients{"": api}), nil
+	for _, src := range sources {
+		c := acfg
+		c.Token, c.BaseURL = src.token, src.baseURL
+		c.Logger = log.With("source", src.name)
+		api, err := spectora.NewClient(c)
+		if err != nil {
+			return nil, fmt.Errorf("SPECTORA_API_SOURCES: source %q: %w", src.name, err)
+		}
+		clients[src.name] = api
+	}
+	if len(sources) > 0 {
+		names := make([]string, 0, len(clients))
+		for name := range clients {
+			names = append(names, name)
+		}
+		slices.Sort(names)
+		log.Info("Spectora API keys per source; events of any other source are not fetched", "sources", names)
+	}
+	return enrich.New(ecfg, kv, clients), nil
 }
 
 // stop ends the groups' runs (each drains within CONSUMER_DRAIN_TIMEOUT) and

@@ -32,6 +32,9 @@ type API struct {
 	Fail500, Fail429, Garble atomic.Int64
 	// RetryAfter is the 429's Retry-After header; default "1".
 	RetryAfter string
+	// Key is the API key it accepts (default Token) and names the company
+	// in every record it serves (attributes.company).
+	Key string
 
 	mu        sync.Mutex
 	gone      map[string]bool
@@ -42,7 +45,7 @@ type API struct {
 // New starts an API closed when the test ends.
 func New(t testing.TB) *API {
 	t.Helper()
-	a := &API{gone: map[string]bool{}, RetryAfter: "1"}
+	a := &API{gone: map[string]bool{}, RetryAfter: "1", Key: Token}
 	a.Server = httptest.NewUnstartedServer(http.HandlerFunc(a.serve))
 	a.Config.ConnState = func(_ net.Conn, state http.ConnState) {
 		if state == http.StateNew {
@@ -82,7 +85,7 @@ func (a *API) serve(w http.ResponseWriter, r *http.Request) {
 	a.paths = append(a.paths, r.URL.Path)
 	gone := a.gone[r.URL.Path]
 	a.mu.Unlock()
-	if r.Header.Get("Authorization") != "Bearer "+Token {
+	if r.Header.Get("Authorization") != "Bearer "+a.Key {
 		w.WriteHeader(http.StatusUnauthorized)
 		return
 	}
@@ -101,7 +104,7 @@ func (a *API) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	parts := strings.Split(strings.Trim(r.URL.Path, "/"), "/")
 	w.Header().Set("Content-Type", "application/vnd.api+json")
-	doc := fmt.Sprintf(`{"data":{"id":%q,"type":%q,"attributes":{"path":%q}}}`, parts[len(parts)-1], parts[len(parts)-2], r.URL.Path)
+	doc := fmt.Sprintf(`{"data":{"id":%q,"type":%q,"attributes":{"path":%q,"company":%q}}}`, parts[len(parts)-1], parts[len(parts)-2], r.URL.Path, a.Key)
 	if a.Garble.Add(-1) >= 0 {
 		doc = doc[:len(doc)/2]
 	}
