@@ -144,15 +144,6 @@ func errorCode(t testing.TB, body []byte) string {
 	return e.Error.Code
 }
 
-// accepted is the 200 answer's body.
-type accepted struct {
-	Stream    string `json:"stream"`
-	Sequence  uint64 `json:"seq"`
-	Duplicate bool   `json:"duplicate"`
-	Subject   string `json:"subject"`
-	ID        string `json:"id"`
-}
-
 func newSecret(t testing.TB) string {
 	t.Helper()
 	b := make([]byte, 24)
@@ -176,7 +167,7 @@ func TestWebhookStoredOnceWithHeadersAndEnvelope(t *testing.T) {
 	if status != http.StatusOK {
 		t.Fatalf("status %d: %s", status, out)
 	}
-	var ack accepted
+	var ack gateway.Accepted
 	if err := json.Unmarshal(out, &ack); err != nil {
 		t.Fatal(err)
 	}
@@ -312,7 +303,7 @@ func TestUnreadableTypeIsStoredUnrouted(t *testing.T) {
 		if status != http.StatusOK {
 			t.Fatalf("status %d: %s", status, out)
 		}
-		var ack accepted
+		var ack gateway.Accepted
 		_ = json.Unmarshal(out, &ack)
 		if ack.Subject != "spectora.unrouted.unknown" {
 			t.Fatalf("subject %q", ack.Subject)
@@ -414,7 +405,7 @@ func TestNamedSources(t *testing.T) {
 	if status != http.StatusOK {
 		t.Fatalf("status %d: %s", status, out)
 	}
-	var ack accepted
+	var ack gateway.Accepted
 	_ = json.Unmarshal(out, &ack)
 	raw, err := h.stream.GetMsg(context.Background(), ack.Sequence)
 	if err != nil {

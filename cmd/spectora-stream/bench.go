@@ -32,6 +32,8 @@ type benchCmd struct {
 	Records     int           `name:"records" default:"0" help:"Spread the events over this many distinct record IDs (1…N), as a drain test wants; 0: a new record per event."`
 	Size        int           `name:"size" default:"512" help:"Approximate body size in bytes (Spectora's thin payloads are small)."`
 	Timeout     time.Duration `name:"timeout" default:"15s" help:"Per-request timeout, like Svix's."`
+	Rate        float64       `name:"rate" default:"0" help:"With --enriched-from: webhooks per second, sent at a fixed pace for --duration."`
+	Enriched    string        `name:"enriched-from" placeholder:"NATS_URL" help:"Measure end to end: subscribe to spectora.enriched.* on this NATS server and time each webhook from its POST to its enriched event's delivery (needs --rate)."`
 }
 
 // benchResult is what one bench run measured.
@@ -53,6 +55,9 @@ func (c *benchCmd) Run(ctx context.Context, _ *slog.Logger) error {
 	}
 	if c.Mode == "slow-unsigned" || c.Mode == "slow-forged" {
 		return c.slow(ctx)
+	}
+	if c.Enriched != "" || c.Rate != 0 {
+		return c.endToEnd(ctx)
 	}
 	var signer *webhook.Signer
 	if c.Mode == "genuine" {
