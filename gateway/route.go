@@ -95,7 +95,7 @@ func gjsonPath(dotted string) string {
 	plain := true
 	for i := 0; i < len(dotted); i++ {
 		c := dotted[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '.') {
+		if !plainPathByte(c) {
 			plain = false
 			break
 		}
@@ -108,4 +108,10 @@ func gjsonPath(dotted string) string {
 		parts[i] = gjson.Escape(p)
 	}
 	return strings.Join(parts, ".")
+}
+
+// plainPathByte reports whether c means the same in a dotted path and in
+// gjson's syntax.
+func plainPathByte(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '.'
 }

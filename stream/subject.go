@@ -196,13 +196,18 @@ func RouteFor(eventType string) Route {
 	return routeForGeneral(eventType)
 }
 
+// tokenByte reports whether c may stand in a subject token as it is.
+func tokenByte(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == '-'
+}
+
 // cleanToken reports whether s is a token sanitizeToken would keep as is.
 func cleanToken(s string) bool {
 	if s == "" || len(s) > maxTokenLen {
 		return false
 	}
 	for i := 0; i < len(s); i++ {
-		if c := s[i]; !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+		if !tokenByte(s[i]) {
 			return false
 		}
 	}
@@ -244,10 +249,9 @@ func sanitizeToken(s string) string {
 		if len(b) == maxTokenLen {
 			break
 		}
-		switch {
-		case r >= 'a' && r <= 'z', r >= '0' && r <= '9', r == '_', r == '-':
+		if r < 0x80 && tokenByte(byte(r)) {
 			b = append(b, byte(r))
-		default:
+		} else {
 			b = append(b, '_')
 		}
 	}
