@@ -420,6 +420,7 @@ func (g *Gateway) handleWebhook(c *fiber.Ctx) error {
 		g.log.WarnContext(ctx, "stored webhook whose event type could not be read", "subject", in.Route.Subject(), "id", in.ID, "seq", ack.Sequence, "source", src.name)
 	}
 	g.metrics.request(outcome, src.name)
+	g.metrics.stored(src.name)
 	if g.log.Enabled(ctx, slog.LevelDebug) {
 		g.log.DebugContext(ctx, "webhook stored", "id", in.ID, "type", in.Type, "subject", msg.Subject, "seq", ack.Sequence, "duplicate", ack.Duplicate, "source", src.name)
 	}

@@ -159,9 +159,16 @@ func (h *harness) requests(t testing.TB, outcome, source string) float64 {
 	return natstest.Metric(t, h.reg, "spectora_gateway_requests_total", map[string]string{"outcome": outcome, "source": source})
 }
 
+// lastStored is the source's last-stored timestamp, 0 while absent.
+func (h *harness) lastStored(t testing.TB, source string) float64 {
+	t.Helper()
+	return natstest.Metric(t, h.reg, "spectora_gateway_last_stored_timestamp_seconds", map[string]string{"source": source})
+}
+
 func TestWebhookStoredOnceWithHeadersAndEnvelope(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, nil)
+	start := float64(time.Now().Unix())
 	body := []byte(`{"type":"inspection.confirmed","id":42,"extra":"kept byte for byte"}`)
 	status, _, out := h.send(t, "/webhooks/spectora", h.secret, "msg_one", time.Now(), body)
 	if status != http.StatusOK {
@@ -228,6 +235,9 @@ func TestWebhookStoredOnceWithHeadersAndEnvelope(t *testing.T) {
 	if got := h.requests(t, "duplicate", gateway.DefaultSource); got != 1 {
 		t.Errorf("duplicate metric = %v", got)
 	}
+	if got := h.lastStored(t, gateway.DefaultSource); got < start || got > float64(time.Now().Unix()+1) {
+		t.Errorf("last stored timestamp %v, want between %v and now", got, start)
+	}
 }
 
 func TestRefusedWebhooksStoreNothing(t *testing.T) {
@@ -274,6 +284,9 @@ func TestRefusedWebhooksStoreNothing(t *testing.T) {
 	}
 	if n := h.msgCount(t); n != 0 {
 		t.Fatalf("stream holds %d messages after refused webhooks", n)
+	}
+	if got := h.lastStored(t, gateway.DefaultSource); got != 0 {
+		t.Fatalf("refused webhooks set the last stored timestamp to %v", got)
 	}
 }
 

@@ -31,6 +31,7 @@ type Metrics struct {
 	verifyFailure *prometheus.CounterVec
 	publish       prometheus.Histogram
 	inflight      prometheus.Gauge
+	lastStored    *prometheus.GaugeVec
 }
 
 // NewMetrics registers the collectors with reg.
@@ -53,8 +54,12 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "spectora_gateway_inflight_requests",
 			Help: "Webhook requests currently waiting for verification or a PubAck.",
 		}),
+		lastStored: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "spectora_gateway_last_stored_timestamp_seconds",
+			Help: "Unix time of the last verified webhook this process answered 200 for (stored, a duplicate or unrouted), by source; absent until the first. Alert on silence: time() - max by (source) (max_over_time(this[2d])).",
+		}, []string{"source"}),
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.verifyFailure, m.publish, m.inflight} {
+	for _, c := range []prometheus.Collector{m.requests, m.verifyFailure, m.publish, m.inflight, m.lastStored} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -73,6 +78,12 @@ func (m *Metrics) inflightAdd(d float64) {
 func (m *Metrics) request(outcome, source string) {
 	if m != nil {
 		m.requests.WithLabelValues(outcome, source).Inc()
+	}
+}
+
+func (m *Metrics) stored(source string) {
+	if m != nil {
+		m.lastStored.WithLabelValues(source).SetToCurrentTime()
 	}
 }
 
