@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -49,6 +50,7 @@ type manifests struct {
 	pdbs        map[string]*policyv1.PodDisruptionBudget
 	configMaps  map[string]*corev1.ConfigMap
 	kusts       map[string]*kustomization
+	rules       []*prometheusRule
 }
 
 func loadManifests(t *testing.T) *manifests {
@@ -106,6 +108,10 @@ func loadManifests(t *testing.T) *manifests {
 			var c corev1.ConfigMap
 			strict(&c)
 			m.configMaps[c.Name] = &c
+		case "PrometheusRule":
+			var r prometheusRule
+			strict(&r)
+			m.rules = append(m.rules, &r)
 		default:
 			t.Errorf("%s: unexpected kind %q", path, tm.Kind)
 		}
@@ -115,6 +121,40 @@ func loadManifests(t *testing.T) *manifests {
 		t.Fatal(err)
 	}
 	return m
+}
+
+// prometheusRule is the Prometheus Operator's PrometheusRule, as far as the
+// tests read it (the operator's Go types would pull in its whole module).
+type prometheusRule struct {
+	APIVersion string `json:"apiVersion"`
+	Kind       string `json:"kind"`
+	Metadata   struct {
+		Name   string            `json:"name"`
+		Labels map[string]string `json:"labels"`
+	} `json:"metadata"`
+	Spec ruleFile `json:"spec"`
+}
+
+// ruleFile is a Prometheus rules file; the groups stay generic.
+type ruleFile struct {
+	Groups []map[string]any `json:"groups"`
+}
+
+// The PrometheusRule carries exactly the groups of the plain rules file,
+// which promtool checks and unit-tests (e2e/run).
+func TestPrometheusRuleMatchesTheRulesFile(t *testing.T) {
+	t.Parallel()
+	m := loadManifests(t)
+	var file ruleFile
+	if err := yaml.UnmarshalStrict(must(os.ReadFile("prometheus/rules.yml")), &file); err != nil {
+		t.Fatal(err)
+	}
+	if len(m.rules) != 1 {
+		t.Fatalf("%d PrometheusRules under kubernetes/, want 1", len(m.rules))
+	}
+	if len(file.Groups) == 0 || !reflect.DeepEqual(m.rules[0].Spec.Groups, file.Groups) {
+		t.Fatalf("the PrometheusRule's groups differ from prometheus/rules.yml")
+	}
 }
 
 func slicesOf(s []string) []string { return append([]string{}, s...) }

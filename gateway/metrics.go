@@ -56,7 +56,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		}),
 		lastStored: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "spectora_gateway_last_stored_timestamp_seconds",
-			Help: "Unix time of the last verified webhook this process answered 200 for (stored, a duplicate or unrouted), by source; absent until the first. Alert on silence: time() - max by (source) (max_over_time(this[2d])).",
+			Help: "Unix time of the last verified webhook this process answered 200 for (stored, a duplicate or unrouted), by source; absent until the first. Alert on silence: time() - max by (source) (max_over_time(this[7d])).",
 		}, []string{"source"}),
 	}
 	for _, c := range []prometheus.Collector{m.requests, m.verifyFailure, m.publish, m.inflight, m.lastStored} {
