@@ -33,7 +33,7 @@ type benchCmd struct {
 	Size        int           `name:"size" default:"512" help:"Approximate body size in bytes (Spectora's thin payloads are small)."`
 	Timeout     time.Duration `name:"timeout" default:"15s" help:"Per-request timeout, like Svix's."`
 	Rate        float64       `name:"rate" default:"0" help:"With --enriched-from: webhooks per second, sent at a fixed pace for --duration."`
-	Enriched    string        `name:"enriched-from" placeholder:"NATS_URL" help:"Measure end to end: subscribe to spectora.enriched.* on this NATS server and time each webhook from its POST to its enriched event's delivery (needs --rate)."`
+	Enriched    string        `name:"enriched-from" placeholder:"NATS_URL" help:"Measure end to end: subscribe to spectora.enriched.*.* on this NATS server and time each webhook from its POST to its enriched event's delivery (needs --rate)."`
 }
 
 // benchResult is what one bench run measured.
@@ -203,7 +203,7 @@ func (r *benchResult) print() {
 		return
 	}
 	slices.Sort(r.latencies)
-	pct := func(p float64) time.Duration { return r.latencies[min(n-1, int(float64(n)*p))] }
+	pct := func(p float64) time.Duration { return r.latencies[rank(n, p)] }
 	fmt.Printf("requests:   %d in %s\n", n, r.elapsed.Round(time.Millisecond))
 	fmt.Printf("rate:       %.0f req/s\n", float64(n)/r.elapsed.Seconds())
 	fmt.Printf("latency:    p50 %s  p90 %s  p99 %s  max %s\n",

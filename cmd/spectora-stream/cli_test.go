@@ -56,6 +56,8 @@ func TestUsageErrorsAreOneLineNamingTheSetting(t *testing.T) {
 		{"unknown flag", nil, []string{"serve", "--groups", "audit"}, []string{"unknown flag --groups", "see spectora-stream serve --help"}},
 		{"latency without a subscriber", nil, []string{"bench", "--rate", "100"}, []string{"--enriched-from", "--rate"}},
 		{"latency without a rate", nil, []string{"bench", "--enriched-from", "nats://127.0.0.1:1"}, []string{"positive --rate"}},
+		{"API key pasted without a name", map[string]string{"SPECTORA_API_SOURCES": "topsecretAB=="}, []string{"consumers"},
+			[]string{"SPECTORA_API_SOURCES", "entry 1", "source name"}},
 		{"API source without a key", map[string]string{"SPECTORA_API_SOURCES": "acme=k1;beta="}, []string{"consumers"},
 			[]string{"SPECTORA_API_SOURCES", `source "beta" has no API key`}},
 		{"API key for the default source", map[string]string{"SPECTORA_API_SOURCES": "default=k1"}, []string{"consumers"},

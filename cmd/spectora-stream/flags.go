@@ -198,7 +198,7 @@ type consumerFlags struct {
 	APISources   string          `name:"spectora-api-sources" env:"SPECTORA_API_SOURCES" placeholder:"SOURCES" help:"One API key per named source (Spectora company): 'acme=KEY;beta=KEY https://other-base-url'. Set: each source's records are fetched with its own key only, SPECTORA_API_TOKEN serves the default source, and a source without a key is not fetched (${env})."`
 	APIPaths     string          `name:"spectora-api-paths" env:"SPECTORA_API_PATHS" placeholder:"PATHS" help:"Record paths per resource overriding the defaults, e.g. 'client=/v2/contacts/{id}' (${env})."`
 	APITimeout   time.Duration   `name:"spectora-api-timeout" env:"SPECTORA_API_TIMEOUT" default:"10s" help:"Timeout of one API request; more than 0 (${env})."`
-	APIRateLimit float64         `name:"spectora-api-rate-limit" env:"SPECTORA_API_RATE_LIMIT" default:"5" help:"Most API requests per second from this process, more than 0; divide the company's quota by the instances (${env})."`
+	APIRateLimit float64         `name:"spectora-api-rate-limit" env:"SPECTORA_API_RATE_LIMIT" default:"5" help:"Most API requests per second from this process with each company's key, more than 0; divide the company's quota by the instances (${env})."`
 	CacheTTL     time.Duration   `name:"record-cache-ttl" env:"RECORD_CACHE_TTL" default:"1h" help:"How long fetched records stay in the shared KV cache; at least 1s (${env})."`
 }
 
@@ -286,7 +286,8 @@ func (f consumerFlags) apiSources() ([]apiSource, error) {
 		case !ok:
 			return nil, fmt.Errorf("SPECTORA_API_SOURCES: entry %d: want name=key[ base-url]", n)
 		case !gateway.ValidSourceName(name):
-			return nil, fmt.Errorf("SPECTORA_API_SOURCES: source name %q: want lowercase letters, digits, _ or -, at most 63", name)
+			// Not quoted: a pasted key with base64 padding would land here.
+			return nil, fmt.Errorf("SPECTORA_API_SOURCES: entry %d: the source name before \"=\" must be lowercase letters, digits, _ or -, at most 63", n)
 		case name == gateway.DefaultSource:
 			return nil, fmt.Errorf("SPECTORA_API_SOURCES: %q is the default source's: set SPECTORA_API_TOKEN for it", name)
 		case seen[name]:

@@ -1,5 +1,5 @@
-# Shared by scripts/bench-* and scripts/soak; sourced from the repository's
-# root, never run. Gives: $out (.cache/bench, where binaries are built),
+# Shared by scripts/bench-* and scripts/soak (Linux: they read /proc);
+# sourced from the repository's root, never run. Gives: $out (.cache/bench, where binaries are built),
 # $work (a temporary directory removed at exit), pids+=(…) for processes
 # to kill at exit, wait_ready, rss and machine.
 set -euo pipefail
@@ -14,8 +14,13 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-# Benchmarks measure the pipeline, not an exporter, and use their own NATS.
-unset OTEL_EXPORTER_OTLP_ENDPOINT OTEL_EXPORTER_OTLP_TRACES_ENDPOINT NATS_URL
+# Benchmarks measure the pipeline, not an exporter, and use their own NATS,
+# fake API and sources: settings from the caller's shell that would change
+# those are dropped. Settings that tune what is measured (CONSUMER_CONCURRENCY,
+# NATS_DUPLICATE_WINDOW, …) pass through.
+unset OTEL_EXPORTER_OTLP_ENDPOINT OTEL_EXPORTER_OTLP_TRACES_ENDPOINT NATS_URL NATS_LISTEN NATS_STORE_DIR \
+  SPECTORA_API_TOKEN SPECTORA_API_SOURCES SPECTORA_API_URL SPECTORA_API_PATHS SPECTORA_WEBHOOK_SOURCES \
+  SPECTORA_TYPE_FIELDS SPECTORA_ID_FIELDS CONSUMER_GROUPS RATE_LIMIT REFUSED_RATE_LIMIT PPROF_ADDR AUDIT_LOG
 
 # wait_ready url [log]: poll url for 30 s; show the log's tail if it never answers.
 wait_ready() {
