@@ -6,7 +6,11 @@ package natstest
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"net"
+	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -44,8 +48,8 @@ func ServerWith(t testing.TB, opts *server.Options) *server.Server {
 		t.Fatalf("nats server: %v", err)
 	}
 	go s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats server not ready")
+	if !s.ReadyForConnections(Patience) {
+		t.Fatalf("nats server on port %d not ready after %s", opts.Port, Patience)
 	}
 	t.Cleanup(func() {
 		s.Shutdown()
@@ -102,32 +106,47 @@ var (
 )
 
 // FreeAddr returns a 127.0.0.1:port nobody listens on, for a server a test
-// starts later (a child process, say). Ports are never handed out twice in one
-// test binary: a port the kernel offers again is held while another is taken.
+// starts later (a child process, say, or a NATS server brought back after an
+// outage). The port lies below the kernel's ephemeral range, from which every
+// outgoing connection on the machine takes its local port: a port from that
+// range, left free for a moment, can be taken by any connection of any
+// process (CI runs many test binaries at once), and then the server can't
+// bind it. Ports are never handed out twice in one test binary.
 func FreeAddr(t testing.TB) string {
 	t.Helper()
 	portsMu.Lock()
 	defer portsMu.Unlock()
-	var held []net.Listener
-	defer func() {
-		for _, l := range held {
-			_ = l.Close()
+	low := ephemeralLow()
+	const first = 20000
+	for range 1000 {
+		port := first + rand.IntN(max(1, low-first))
+		if given[port] {
+			continue
 		}
-	}()
-	for range 100 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
 		if err != nil {
-			t.Fatal(err)
+			continue // in use
 		}
-		held = append(held, ln)
-		port := ln.Addr().(*net.TCPAddr).Port
-		if !given[port] {
-			given[port] = true
-			return ln.Addr().String()
+		_ = ln.Close()
+		given[port] = true
+		return ln.Addr().String()
+	}
+	t.Fatal("no free loopback port below the ephemeral range")
+	return ""
+}
+
+// ephemeralLow is the first port of the kernel's ephemeral range (Linux
+// default 32768).
+func ephemeralLow() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if n, err := strconv.Atoi(f[0]); err == nil && n > 20100 {
+				return n
+			}
 		}
 	}
-	t.Fatal("no free loopback port")
-	return ""
+	return 32768
 }
 
 // Streams provisions the three streams and the record bucket, as the server
