@@ -26,6 +26,21 @@ type clientFlags struct {
 	StoreDir string `name:"nats-store-dir" env:"NATS_STORE_DIR" default:"./data/nats" help:"With NATS_URL unset: that server's store, whose users/admin.nk this command connects with (${env})."`
 }
 
+// openStream connects, as connect does, and looks up the stream name; the
+// connection is closed again when the stream can't be had.
+func (f clientFlags) openStream(ctx context.Context, name string) (*natsx.Conn, jetstream.Stream, error) {
+	conn, js, err := f.connect(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	s, err := js.Stream(ctx, name)
+	if err != nil {
+		conn.Close()
+		return nil, nil, fmt.Errorf("stream %s: %w", name, err)
+	}
+	return conn, s, nil
+}
+
 // connect opens a client connection for an operator command.
 func (f clientFlags) connect(ctx context.Context) (*natsx.Conn, jetstream.JetStream, error) {
 	cfg := f.config(f.URL, "spectora-stream-admin")

@@ -42,15 +42,11 @@ func (c *eventsTailCmd) Run(ctx context.Context) error {
 	if c.Last < 0 {
 		return usageError{fmt.Errorf("--last %d: must not be negative", c.Last)}
 	}
-	conn, js, err := c.NATS.connect(ctx)
+	conn, s, err := c.NATS.openStream(ctx, c.Stream)
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
-	s, err := js.Stream(ctx, c.Stream)
-	if err != nil {
-		return fmt.Errorf("stream %s: %w", c.Stream, err)
-	}
 	info, err := s.Info(ctx)
 	if err != nil {
 		return err
@@ -145,15 +141,11 @@ type eventsGetCmd struct {
 }
 
 func (c *eventsGetCmd) Run(ctx context.Context) error {
-	conn, js, err := c.NATS.connect(ctx)
+	conn, s, err := c.NATS.openStream(ctx, c.Stream)
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
-	s, err := js.Stream(ctx, c.Stream)
-	if err != nil {
-		return fmt.Errorf("stream %s: %w", c.Stream, err)
-	}
 	m, err := s.GetMsg(ctx, c.Seq)
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return fmt.Errorf("%s has no event %d", c.Stream, c.Seq)
