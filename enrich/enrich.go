@@ -7,6 +7,7 @@ import (
 	"errors"
 	"log/slog"
 	"regexp"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -51,6 +52,12 @@ type Config struct {
 	Metrics        *Metrics
 	TracerProvider trace.TracerProvider
 	Propagator     propagation.TextMapPropagator
+	// Versions, if set, records the version of every record fetched or
+	// carried by a reconciled event, for the reconciler.
+	Versions *Versions
+	// TrackTypes are event types whose arrival is recorded in Versions (the
+	// reconciler's rules' types), so a rule doesn't emit an event that came.
+	TrackTypes []string
 }
 
 // Enricher finds the full record behind an event: from the shared key-value
@@ -98,6 +105,21 @@ func (e *Enricher) Record(ctx context.Context, ev *spectorav1.WebhookEvent) (spe
 		return notFetched, nil
 	}
 	key := Key(ev.GetSource(), ev.GetResource(), ev.GetRecordId())
+	if slices.Contains(e.cfg.TrackTypes, ev.GetType()) {
+		e.saw(ctx, key, "", ev.GetType())
+	}
+	if len(ev.GetRecord()) > 0 {
+		// The reconciler listed the record and sent it along: no fetch.
+		rec := spectora.Record{Status: spectorav1.RecordStatus_RECORD_STATUS_FOUND, Body: ev.GetRecord(), FetchedAt: ev.GetRecordListedAt().AsTime()}
+		e.store(ctx, key, rec)
+		version := ev.GetRecordVersion()
+		if version == "" && e.cfg.Versions != nil {
+			version = e.cfg.Versions.Of(rec.Body)
+		}
+		e.saw(ctx, key, version, "")
+		e.cfg.Metrics.count("carried")
+		return rec, nil
+	}
 	eventTime := ev.GetReceivedAt().AsTime()
 	for attempt := 0; ; attempt++ {
 		// Concurrent look-ups of one record share one cache read and, on a
@@ -112,6 +134,9 @@ func (e *Enricher) Record(ctx context.Context, ev *spectorav1.WebhookEvent) (spe
 				return spectora.Record{}, err
 			}
 			e.store(ctx, key, rec)
+			if rec.Status == spectorav1.RecordStatus_RECORD_STATUS_FOUND && e.cfg.Versions != nil {
+				e.saw(ctx, key, e.cfg.Versions.Of(rec.Body), "")
+			}
 			return rec, nil
 		})
 		if err != nil {
@@ -196,6 +221,18 @@ func (e *Enricher) store(ctx context.Context, key string, rec spectora.Record) {
 	}
 	if err != nil {
 		e.log.Warn("record cache write failed", "key", key, "err", err)
+	}
+}
+
+// saw records a version or event type of key's record. A failure costs at
+// most a reconciled event the system didn't need, so it is logged, not
+// returned.
+func (e *Enricher) saw(ctx context.Context, key, version, eventType string) {
+	if e.cfg.Versions == nil {
+		return
+	}
+	if err := e.cfg.Versions.Saw(ctx, key, version, eventType); err != nil {
+		e.log.Warn("recording the record's version failed; the reconciler may publish it again", "key", key, "err", err)
 	}
 }
 

@@ -37,6 +37,22 @@ func DefaultPaths() map[string]string {
 	}
 }
 
+// DefaultListPaths maps a resource to the path listing its records (not
+// confirmed by Spectora's public documentation: the record paths without the
+// ID).
+func DefaultListPaths() map[string]string {
+	return map[string]string{
+		"inspection": "/v2/inspections",
+		"agent":      "/v2/connections",
+		"client":     "/v2/contacts",
+	}
+}
+
+// DefaultSinceParam is the list filter selecting records updated at or after
+// a time. Spectora documents filter[...] parameters but not this one's name:
+// a guess, configurable.
+const DefaultSinceParam = "filter[updated_since]"
+
 // Config configures a Client for one Spectora company. Zero values take the
 // documented defaults; nil Logger, Metrics and TracerProvider turn them off.
 type Config struct {
@@ -48,6 +64,16 @@ type Config struct {
 	// Paths maps resources to path templates with "{id}"; default DefaultPaths.
 	// A resource without a path is not fetched.
 	Paths map[string]string
+	// ListPaths maps resources to the path listing their records, for the
+	// reconciler; default DefaultListPaths. A resource without one is not
+	// listed.
+	ListPaths map[string]string
+	// SinceParam is the list query parameter selecting records changed at or
+	// after a time (RFC 3339); default DefaultSinceParam.
+	SinceParam string
+	// PageSize is the records asked for per list page (page[size]); default
+	// 200, Spectora's maximum.
+	PageSize int
 	// Timeout bounds one HTTP request; default 10s.
 	Timeout time.Duration
 	// MaxAttempts bounds tries per fetch (5xx, timeouts, 429, malformed
@@ -109,6 +135,15 @@ func NewClient(cfg Config) (*Client, error) {
 	if cfg.Paths == nil {
 		cfg.Paths = DefaultPaths()
 	}
+	if cfg.ListPaths == nil {
+		cfg.ListPaths = DefaultListPaths()
+	}
+	if cfg.SinceParam == "" {
+		cfg.SinceParam = DefaultSinceParam
+	}
+	if cfg.PageSize == 0 {
+		cfg.PageSize = 200
+	}
 	if cfg.Timeout == 0 {
 		cfg.Timeout = 10 * time.Second
 	}
@@ -134,10 +169,15 @@ func NewClient(cfg Config) (*Client, error) {
 		return nil, fmt.Errorf("%w: rate limit %g: must be positive", ErrConfig, cfg.RateLimit)
 	case cfg.MaxAttempts < 1:
 		return nil, fmt.Errorf("%w: max attempts %d: want at least 1", ErrConfig, cfg.MaxAttempts)
+	case cfg.PageSize < 1 || cfg.PageSize > 200:
+		return nil, fmt.Errorf("%w: page size %d: want 1 to 200", ErrConfig, cfg.PageSize)
 	case cfg.Timeout < 0:
 		return nil, fmt.Errorf("%w: timeout %s: must not be negative", ErrConfig, cfg.Timeout)
 	}
 	if err := checkPaths(cfg.Paths); err != nil {
+		return nil, err
+	}
+	if err := checkListPaths(cfg.ListPaths); err != nil {
 		return nil, err
 	}
 	if cfg.HTTPClient == nil {
@@ -241,12 +281,33 @@ func (c *Client) Fetch(ctx context.Context, resource, id string) (Record, error)
 }
 
 func (c *Client) once(ctx context.Context, resource, path, target string) (Record, error) {
-	fail := func(status int, permanent bool, err error) (Record, error) {
+	code, body, start, err := c.request(ctx, resource, path, target)
+	if err != nil {
+		return Record{}, err
+	}
+	if code == http.StatusNotFound || code == http.StatusGone {
+		return Record{Status: spectorav1.RecordStatus_RECORD_STATUS_GONE, Path: path, FetchedAt: start}, nil
+	}
+	if err := checkDocument(body); err != nil {
+		// A truncated or garbled answer: ask again; never call it found.
+		return Record{}, &Error{Path: path, Status: code, Err: err}
+	}
+	return Record{Status: spectorav1.RecordStatus_RECORD_STATUS_FOUND, Body: body, Path: path, FetchedAt: start}, nil
+}
+
+// request sends one GET within the rate limit and reads the answer. It
+// returns 200 with its body and 404/410 without error; every other outcome is
+// an error for backoff.Retry: 5xx, 408, timeouts and unreadable bodies are
+// retried, 429 waits for Retry-After (or is returned when that is longer
+// than MaxRetryAfter), anything else is permanent. start is when the request
+// left.
+func (c *Client) request(ctx context.Context, resource, path, target string) (code int, body []byte, start time.Time, err error) {
+	fail := func(status int, permanent bool, err error) (int, []byte, time.Time, error) {
 		e := &Error{Path: path, Status: status, Permanent: permanent, Err: err}
 		if permanent {
-			return Record{}, backoff.Permanent(e)
+			return 0, nil, start, backoff.Permanent(e)
 		}
-		return Record{}, e
+		return 0, nil, start, e
 	}
 	if err := c.limiter.Wait(ctx); err != nil {
 		return fail(0, true, fmt.Errorf("rate limiter: %w", err))
@@ -257,7 +318,7 @@ func (c *Client) once(ctx context.Context, resource, path, target string) (Recor
 	}
 	req.Header.Set("Authorization", "Bearer "+c.cfg.Token)
 	req.Header.Set("Accept", "application/vnd.api+json, application/json")
-	start := time.Now()
+	start = time.Now()
 	resp, err := c.cfg.HTTPClient.Do(req)
 	c.cfg.Metrics.observe(resource, resp, time.Since(start))
 	if err != nil {
@@ -267,7 +328,7 @@ func (c *Client) once(ctx context.Context, resource, path, target string) (Recor
 		return fail(0, false, err) // timeouts, resets: retry
 	}
 	defer func() { _ = resp.Body.Close() }()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, MaxRecordBytes+1))
+	body, err = io.ReadAll(io.LimitReader(resp.Body, MaxRecordBytes+1))
 	if err != nil {
 		return fail(resp.StatusCode, false, fmt.Errorf("read body: %w", err))
 	}
@@ -275,27 +336,23 @@ func (c *Client) once(ctx context.Context, resource, path, target string) (Recor
 	case code == http.StatusOK:
 		if len(body) > MaxRecordBytes {
 			// Never store a cut-off document as the record.
-			return fail(code, true, fmt.Errorf("record larger than %d bytes", MaxRecordBytes))
+			return fail(code, true, fmt.Errorf("answer larger than %d bytes", MaxRecordBytes))
 		}
-		if err := checkDocument(body); err != nil {
-			// A truncated or garbled answer: ask again; never call it found.
-			return fail(code, false, err)
-		}
-		return Record{Status: spectorav1.RecordStatus_RECORD_STATUS_FOUND, Body: body, Path: path, FetchedAt: start}, nil
+		return code, body, start, nil
 	case code == http.StatusNotFound || code == http.StatusGone:
-		return Record{Status: spectorav1.RecordStatus_RECORD_STATUS_GONE, Path: path, FetchedAt: start}, nil
+		return code, nil, start, nil
 	case code == http.StatusTooManyRequests:
 		wait := retryAfter(resp.Header.Get("Retry-After"), time.Second)
 		if wait > c.cfg.MaxRetryAfter {
-			return Record{}, backoff.Permanent(&Error{Path: path, Status: code, RetryAfter: wait, Err: errors.New("rate limited")})
+			return 0, nil, start, backoff.Permanent(&Error{Path: path, Status: code, RetryAfter: wait, Err: errors.New("rate limited")})
 		}
-		return Record{}, backoff.RetryAfter(int((wait + time.Second - 1) / time.Second))
+		return 0, nil, start, backoff.RetryAfter(int((wait + time.Second - 1) / time.Second))
 	case code >= 500 || code == http.StatusRequestTimeout:
 		return fail(code, false, errors.New(http.StatusText(code)))
 	case code == http.StatusUnauthorized || code == http.StatusForbidden:
 		// A configuration problem, not the record's: the caller retries with
 		// its own backoff (and dead-letters eventually) rather than dropping.
-		return Record{}, backoff.Permanent(&Error{Path: path, Status: code, Err: errors.New("token refused (check the API token and its permissions)")})
+		return 0, nil, start, backoff.Permanent(&Error{Path: path, Status: code, Err: errors.New("token refused (check the API token and its permissions)")})
 	default:
 		return fail(code, true, errors.New(http.StatusText(code)))
 	}

@@ -10,7 +10,7 @@ import (
 // the Compose library or the OTLP exporters.
 func TestPublicPackagesStayLight(t *testing.T) {
 	t.Parallel()
-	pkgs := []string{"./stream", "./consumers", "./enrich", "./spectora", "./admin", "./gateway"}
+	pkgs := []string{"./stream", "./consumers", "./enrich", "./spectora", "./admin", "./gateway", "./reconcile"}
 	cmd := exec.Command("go", append([]string{"list", "-deps"}, pkgs...)...)
 	cmd.Dir = ".."
 	out, err := cmd.Output()

@@ -19,6 +19,13 @@ const (
 	// RecordBucket is the key-value bucket caching Spectora records for every
 	// group and instance.
 	RecordBucket = "spectora_records"
+	// VersionBucket is the key-value bucket holding, per record, the last
+	// version the system saw (the enricher writes it): what the reconciler
+	// compares Spectora's lists against.
+	VersionBucket = "spectora_versions"
+	// ReconcileBucket is the key-value bucket holding the reconciler's
+	// checkpoints, one per source and resource.
+	ReconcileBucket = "spectora_reconcile"
 )
 
 // Subject filters of the streams.

@@ -169,9 +169,14 @@ func Streams(t testing.TB, js jetstream.JetStream) jetstream.KeyValue {
 // Event builds a raw event as the gateway stores it: the protobuf envelope
 // with the routing headers, on spectora.<resource>.<action>.
 func Event(id, eventType, recordID string) *nats.Msg {
+	return EventFrom("default", id, eventType, recordID)
+}
+
+// EventFrom is Event from a named source.
+func EventFrom(source, id, eventType, recordID string) *nats.Msg {
 	route := stream.RouteFor(eventType)
 	ev := &spectorav1.WebhookEvent{
-		Id: id, Type: eventType, Resource: route.Resource, Action: route.Action, RecordId: recordID, Source: "default",
+		Id: id, Type: eventType, Resource: route.Resource, Action: route.Action, RecordId: recordID, Source: source,
 		Subject: route.Subject(), ReceivedAt: timestamppb.Now(), SignedAt: timestamppb.Now(),
 		ContentType: "application/json", Body: []byte(fmt.Sprintf(`{"type":%q,"id":%q}`, eventType, recordID)),
 	}
@@ -184,7 +189,7 @@ func Event(id, eventType, recordID string) *nats.Msg {
 	msg.Header.Set(stream.HeaderContentType, stream.ContentTypeWebhookEvent)
 	msg.Header.Set(stream.HeaderEventType, eventType)
 	msg.Header.Set(stream.HeaderRecordID, recordID)
-	msg.Header.Set(stream.HeaderSource, "default")
+	msg.Header.Set(stream.HeaderSource, source)
 	return msg
 }
 

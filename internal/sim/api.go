@@ -24,13 +24,17 @@ type APIConfig struct {
 }
 
 // API is a fake Spectora API: GET /v2/inspections/{id}, /v2/connections/{id}
-// and /v2/contacts/{id} answer JSON:API documents from a Store.
+// and /v2/contacts/{id} answer JSON:API documents from a Store; GET
+// /v2/inspections, /v2/connections and /v2/contacts list records changed
+// since filter[updated_since], paged by page[number] and page[size] (at most
+// 200) with links.next.
 type API struct {
 	cfg   APIConfig
 	store *Store
 	mux   *http.ServeMux
-	// Requests counts every request; Served counts 200 answers.
-	Requests, Served atomic.Int64
+	// Requests counts every request; Served counts 200 answers to record
+	// requests, Lists 200 answers to list requests.
+	Requests, Served, Lists atomic.Int64
 }
 
 // NewAPI serves store's records.
@@ -42,6 +46,9 @@ func NewAPI(cfg APIConfig, store *Store) *API {
 	a.mux.HandleFunc("GET /v2/inspections/{id}", a.handle(typeInspection))
 	a.mux.HandleFunc("GET /v2/connections/{id}", a.handle(typeAgent))
 	a.mux.HandleFunc("GET /v2/contacts/{id}", a.handle(typeClient))
+	a.mux.HandleFunc("GET /v2/inspections", a.handleList(typeInspection))
+	a.mux.HandleFunc("GET /v2/connections", a.handleList(typeAgent))
+	a.mux.HandleFunc("GET /v2/contacts", a.handleList(typeClient))
 	a.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write([]byte(`{"status":"ok"}`))
@@ -55,27 +62,78 @@ func NewAPI(cfg APIConfig, store *Store) *API {
 // ServeHTTP implements http.Handler.
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.mux.ServeHTTP(w, r) }
 
-func (a *API) handle(typ string) http.HandlerFunc {
+// admit answers what every request shares: the token, latency, simulated
+// 429s and 500s. It reports whether the request goes on.
+func (a *API) admit(w http.ResponseWriter, r *http.Request) bool {
+	a.Requests.Add(1)
+	if r.Header.Get("Authorization") != "Bearer "+a.cfg.Token {
+		jsonError(w, http.StatusUnauthorized, "missing or wrong Bearer token")
+		return false
+	}
+	if a.cfg.Latency > 0 {
+		select {
+		case <-time.After(a.cfg.Latency):
+		case <-r.Context().Done():
+			return false
+		}
+	}
+	if a.cfg.RateLimitRate > 0 && rand.Float64() < a.cfg.RateLimitRate {
+		w.Header().Set("Retry-After", strconv.Itoa(int(a.cfg.RetryAfter.Seconds())))
+		jsonError(w, http.StatusTooManyRequests, "rate limited")
+		return false
+	}
+	if a.cfg.ErrorRate > 0 && rand.Float64() < a.cfg.ErrorRate {
+		jsonError(w, http.StatusInternalServerError, "simulated failure")
+		return false
+	}
+	return true
+}
+
+// handleList lists typ's records changed since filter[updated_since].
+func (a *API) handleList(typ string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		a.Requests.Add(1)
-		if r.Header.Get("Authorization") != "Bearer "+a.cfg.Token {
-			jsonError(w, http.StatusUnauthorized, "missing or wrong Bearer token")
+		if !a.admit(w, r) {
 			return
 		}
-		if a.cfg.Latency > 0 {
-			select {
-			case <-time.After(a.cfg.Latency):
-			case <-r.Context().Done():
+		q := r.URL.Query()
+		var since time.Time
+		if v := q.Get("filter[updated_since]"); v != "" {
+			t, err := time.Parse(time.RFC3339Nano, v)
+			if err != nil {
+				jsonError(w, http.StatusBadRequest, "filter[updated_since]: want an RFC 3339 time")
 				return
 			}
+			since = t
 		}
-		if a.cfg.RateLimitRate > 0 && rand.Float64() < a.cfg.RateLimitRate {
-			w.Header().Set("Retry-After", strconv.Itoa(int(a.cfg.RetryAfter.Seconds())))
-			jsonError(w, http.StatusTooManyRequests, "rate limited")
-			return
+		number, size := 1, 20
+		for name, p := range map[string]*int{"page[number]": &number, "page[size]": &size} {
+			if v := q.Get(name); v != "" {
+				n, err := strconv.Atoi(v)
+				if err != nil || n < 1 || (name == "page[size]" && n > 200) {
+					jsonError(w, http.StatusBadRequest, name+": want a positive number (page[size] at most 200)")
+					return
+				}
+				*p = n
+			}
 		}
-		if a.cfg.ErrorRate > 0 && rand.Float64() < a.cfg.ErrorRate {
-			jsonError(w, http.StatusInternalServerError, "simulated failure")
+		data, more := a.store.list(typ, since, number, size)
+		links := map[string]any{"next": nil}
+		if more {
+			q.Set("page[number]", strconv.Itoa(number+1))
+			next := *r.URL
+			next.RawQuery = q.Encode()
+			next.Scheme, next.Host = "http", r.Host
+			links["next"] = next.String()
+		}
+		a.Lists.Add(1)
+		w.Header().Set("Content-Type", "application/vnd.api+json")
+		_ = json.NewEncoder(w).Encode(map[string]any{"data": data, "links": links})
+	}
+}
+
+func (a *API) handle(typ string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if !a.admit(w, r) {
 			return
 		}
 		doc, ok := a.store.get(typ, r.PathValue("id"))

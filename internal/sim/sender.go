@@ -24,6 +24,9 @@ type Event struct {
 	Type     string
 	RecordID string
 	Body     []byte
+	// Silent is a change Spectora makes without a webhook (a quick publish):
+	// the store has it, the sender sends nothing.
+	Silent bool
 }
 
 // Script produces realistic event sequences against a Store: an agent and a
@@ -35,6 +38,9 @@ type Event struct {
 type Script struct {
 	store *Store
 	queue []func() Event
+	// QuickPublish publishes inspections the way Spectora's quick publish
+	// does: the record becomes published, no inspection.published is sent.
+	QuickPublish bool
 }
 
 // NewScript writes its records into store.
@@ -72,8 +78,11 @@ func (s *Script) round() {
 			return s.ev("client.updated", client)
 		},
 		func() Event {
+			st.update(typeInspection, insp, "published_at", time.Now().UTC().Format(time.RFC3339Nano))
 			st.update(typeInspection, insp, "status", "published")
-			return s.ev("inspection.published", insp)
+			ev := s.ev("inspection.published", insp)
+			ev.Silent = s.QuickPublish
+			return ev
 		},
 		func() Event { insp2 = st.create(typeInspection, nil); return s.ev("inspection.created", insp2) },
 		func() Event {
@@ -121,6 +130,11 @@ type SenderConfig struct {
 	Timeout time.Duration
 	// Sleep waits between retries; default honours ctx. Tests replace it.
 	Sleep func(ctx context.Context, d time.Duration) error
+	// BlackoutAfter and BlackoutFor make a blackout: events made from
+	// BlackoutAfter after the start for BlackoutFor change the store but are
+	// not sent, as if the receiver had been away longer than Svix retries.
+	// BlackoutFor 0: no blackout.
+	BlackoutAfter, BlackoutFor time.Duration
 	// OnAttempt, if set, is called after every delivery attempt with its
 	// answer (status 0 and err set when none came), from many goroutines.
 	OnAttempt func(ev Event, attempt, status int, err error)
@@ -133,12 +147,17 @@ type Stats struct {
 	Delivered atomic.Int64 // events answered 2xx
 	Retried   atomic.Int64 // attempts after the first
 	Failed    atomic.Int64 // events that exhausted the schedule
+	Withheld  atomic.Int64 // changes made without a webhook (blackout, quick publish)
 }
 
 // String reports the counts.
 func (s *Stats) String() string {
-	return fmt.Sprintf("events %d, delivered %d, attempts %d, retried %d, failed %d",
+	text := fmt.Sprintf("events %d, delivered %d, attempts %d, retried %d, failed %d",
 		s.Events.Load(), s.Delivered.Load(), s.Attempts.Load(), s.Retried.Load(), s.Failed.Load())
+	if n := s.Withheld.Load(); n > 0 {
+		text += fmt.Sprintf(", withheld %d", n)
+	}
+	return text
 }
 
 // Sender delivers webhooks like Svix: signed through the svix library, a fresh
@@ -209,11 +228,17 @@ func (s *Sender) RunUntil(genCtx, ctx context.Context, script *Script) error {
 	tick := time.NewTicker(time.Duration(float64(time.Second) / s.cfg.Rate))
 	defer tick.Stop()
 	var wg sync.WaitGroup
+	start := time.Now()
 	for s.cfg.Count == 0 || int(s.Stats.Events.Load()) < s.cfg.Count {
 		ev := script.Next()
 		s.Stats.Events.Add(1)
-		wg.Add(1)
-		go func() { defer wg.Done(); s.Deliver(ctx, ev) }()
+		if since := time.Since(start); ev.Silent || (s.cfg.BlackoutFor > 0 && since >= s.cfg.BlackoutAfter && since < s.cfg.BlackoutAfter+s.cfg.BlackoutFor) {
+			s.Stats.Withheld.Add(1)
+			s.log.Debug("change made without a webhook", "type", ev.Type, "record", ev.RecordID, "quick_publish", ev.Silent)
+		} else {
+			wg.Add(1)
+			go func() { defer wg.Done(); s.Deliver(ctx, ev) }()
+		}
 		select {
 		case <-genCtx.Done():
 			wg.Wait()

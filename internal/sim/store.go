@@ -4,8 +4,10 @@
 package sim
 
 import (
+	"cmp"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -26,6 +28,8 @@ type record struct {
 	Attributes    map[string]any
 	Relationships map[string]any
 	Deleted       bool
+	// UpdatedAt is the last change, also attributes.updated_at.
+	UpdatedAt time.Time
 }
 
 // Store holds the records the sender created, so the API answers consistently
@@ -36,6 +40,8 @@ type Store struct {
 	records map[string]*record // key: type/id
 	nextID  int64
 	Strict  bool
+	// lastChange is the latest UpdatedAt handed out.
+	lastChange time.Time
 }
 
 // NewStore returns an empty store whose IDs start at first.
@@ -101,8 +107,22 @@ func (s *Store) create(typ string, rel map[string]any) string {
 	for k, v := range rel {
 		rec.Relationships[k] = v
 	}
+	s.touch(rec)
 	s.records[key(typ, id)] = rec
 	return id
+}
+
+// touch stamps a change: updated_at with nanoseconds, strictly after the
+// store's previous change, so list filters and versions tell every change
+// apart.
+func (s *Store) touch(rec *record) {
+	now := time.Now().UTC()
+	if !now.After(s.lastChange) {
+		now = s.lastChange.Add(time.Microsecond)
+	}
+	s.lastChange = now
+	rec.UpdatedAt = now
+	rec.Attributes["updated_at"] = now.Format(time.RFC3339Nano)
 }
 
 // update changes one attribute of an existing record.
@@ -111,7 +131,7 @@ func (s *Store) update(typ, id, attr string, value any) {
 	defer s.mu.Unlock()
 	if rec, ok := s.records[key(typ, id)]; ok {
 		rec.Attributes[attr] = value
-		rec.Attributes["updated_at"] = time.Now().UTC().Format(time.RFC3339)
+		s.touch(rec)
 	}
 }
 
@@ -141,6 +161,11 @@ func (s *Store) get(typ, id string) (map[string]any, bool) {
 	if rec.Deleted {
 		return nil, false
 	}
+	return map[string]any{"data": rec.object()}, true
+}
+
+// object is the record's JSON:API resource object.
+func (rec *record) object() map[string]any {
 	attrs := map[string]any{}
 	for k, v := range rec.Attributes {
 		attrs[k] = v
@@ -149,5 +174,46 @@ func (s *Store) get(typ, id string) (map[string]any, bool) {
 	if len(rec.Relationships) > 0 {
 		doc["relationships"] = rec.Relationships
 	}
-	return map[string]any{"data": doc}, true
+	return doc
 }
+
+// list returns the resource objects of typ's records updated at or after
+// since, oldest change first, page number (from 1) of the given size, and
+// whether more follow. Deleted records are not listed.
+func (s *Store) list(typ string, since time.Time, number, size int) ([]map[string]any, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var recs []*record
+	for _, rec := range s.records {
+		if rec.Type == typ && !rec.Deleted && !rec.UpdatedAt.Before(since) {
+			recs = append(recs, rec)
+		}
+	}
+	slices.SortFunc(recs, func(a, b *record) int {
+		return cmp.Or(a.UpdatedAt.Compare(b.UpdatedAt), cmp.Compare(len(a.ID), len(b.ID)), cmp.Compare(a.ID, b.ID))
+	})
+	from := (number - 1) * size
+	if from >= len(recs) {
+		return []map[string]any{}, false
+	}
+	to := min(from+size, len(recs))
+	out := make([]map[string]any, 0, to-from)
+	for _, rec := range recs[from:to] {
+		out = append(out, rec.object())
+	}
+	return out, to < len(recs)
+}
+
+// API resource types, as the list and record paths name them.
+const (
+	TypeInspection = typeInspection
+	TypeAgent      = typeAgent
+	TypeClient     = typeClient
+)
+
+// Create adds a record of typ (TypeInspection, TypeAgent, TypeClient) as
+// Spectora would on a change nobody is told about, and returns its ID.
+func (s *Store) Create(typ string) string { return s.create(typ, nil) }
+
+// Update sets one attribute of a record and stamps updated_at.
+func (s *Store) Update(typ, id, attr string, value any) { s.update(typ, id, attr, value) }

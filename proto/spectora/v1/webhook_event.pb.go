@@ -53,8 +53,20 @@ type WebhookEvent struct {
 	ReceivedAt *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=received_at,json=receivedAt,proto3" json:"received_at,omitempty"`
 	// Content-Type header of the webhook request, usually "application/json".
 	ContentType string `protobuf:"bytes,10,opt,name=content_type,json=contentType,proto3" json:"content_type,omitempty"`
-	// The webhook request body exactly as received and verified.
-	Body          []byte `protobuf:"bytes,11,opt,name=body,proto3" json:"body,omitempty"`
+	// The webhook request body exactly as received and verified. On an event
+	// the reconciler published (header Spectora-Origin: reconcile), a small JSON
+	// object the reconciler wrote: {"type", "id", "source", "version", "origin"}.
+	Body []byte `protobuf:"bytes,11,opt,name=body,proto3" json:"body,omitempty"`
+	// Only on events the reconciler published: the record as it listed it from
+	// Spectora's API, a JSON:API document {"data": {...}}, so the enricher does
+	// not fetch it again. Empty on webhooks.
+	Record []byte `protobuf:"bytes,12,opt,name=record,proto3" json:"record,omitempty"`
+	// When the reconciler's list request for record left: the record reflects
+	// every change made before then. Unset on webhooks.
+	RecordListedAt *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=record_listed_at,json=recordListedAt,proto3" json:"record_listed_at,omitempty"`
+	// The record's version as the reconciler compared it: its update time by
+	// default (RECONCILE_VERSION_FIELD). Empty on webhooks.
+	RecordVersion string `protobuf:"bytes,14,opt,name=record_version,json=recordVersion,proto3" json:"record_version,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -166,11 +178,32 @@ func (x *WebhookEvent) GetBody() []byte {
 	return nil
 }
 
+func (x *WebhookEvent) GetRecord() []byte {
+	if x != nil {
+		return x.Record
+	}
+	return nil
+}
+
+func (x *WebhookEvent) GetRecordListedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RecordListedAt
+	}
+	return nil
+}
+
+func (x *WebhookEvent) GetRecordVersion() string {
+	if x != nil {
+		return x.RecordVersion
+	}
+	return ""
+}
+
 var File_spectora_v1_webhook_event_proto protoreflect.FileDescriptor
 
 const file_spectora_v1_webhook_event_proto_rawDesc = "" +
 	"\n" +
-	"\x1fspectora/v1/webhook_event.proto\x12\vspectora.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe2\x02\n" +
+	"\x1fspectora/v1/webhook_event.proto\x12\vspectora.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe7\x03\n" +
 	"\fWebhookEvent\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04type\x18\x02 \x01(\tR\x04type\x12\x1a\n" +
@@ -184,7 +217,10 @@ const file_spectora_v1_webhook_event_proto_rawDesc = "" +
 	"receivedAt\x12!\n" +
 	"\fcontent_type\x18\n" +
 	" \x01(\tR\vcontentType\x12\x12\n" +
-	"\x04body\x18\v \x01(\fR\x04bodyB\xba\x01\n" +
+	"\x04body\x18\v \x01(\fR\x04body\x12\x16\n" +
+	"\x06record\x18\f \x01(\fR\x06record\x12D\n" +
+	"\x10record_listed_at\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\x0erecordListedAt\x12%\n" +
+	"\x0erecord_version\x18\x0e \x01(\tR\rrecordVersionB\xba\x01\n" +
 	"\x0fcom.spectora.v1B\x11WebhookEventProtoP\x01ZGgithub.com/spectora-stream/spectora-stream/proto/spectora/v1;spectorav1\xa2\x02\x03SXX\xaa\x02\vSpectora.V1\xca\x02\vSpectora\\V1\xe2\x02\x17Spectora\\V1\\GPBMetadata\xea\x02\fSpectora::V1b\x06proto3"
 
 var (
@@ -207,11 +243,12 @@ var file_spectora_v1_webhook_event_proto_goTypes = []any{
 var file_spectora_v1_webhook_event_proto_depIdxs = []int32{
 	1, // 0: spectora.v1.WebhookEvent.signed_at:type_name -> google.protobuf.Timestamp
 	1, // 1: spectora.v1.WebhookEvent.received_at:type_name -> google.protobuf.Timestamp
-	2, // [2:2] is the sub-list for method output_type
-	2, // [2:2] is the sub-list for method input_type
-	2, // [2:2] is the sub-list for extension type_name
-	2, // [2:2] is the sub-list for extension extendee
-	0, // [0:2] is the sub-list for field type_name
+	1, // 2: spectora.v1.WebhookEvent.record_listed_at:type_name -> google.protobuf.Timestamp
+	3, // [3:3] is the sub-list for method output_type
+	3, // [3:3] is the sub-list for method input_type
+	3, // [3:3] is the sub-list for extension type_name
+	3, // [3:3] is the sub-list for extension extendee
+	0, // [0:3] is the sub-list for field type_name
 }
 
 func init() { file_spectora_v1_webhook_event_proto_init() }
