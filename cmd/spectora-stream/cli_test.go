@@ -66,6 +66,20 @@ func TestUsageErrorsAreOneLineNamingTheSetting(t *testing.T) {
 			[]string{"SPECTORA_API_SOURCES", `"acme" appears twice`}},
 		{"API source with a bad base URL", map[string]string{"SPECTORA_API_SOURCES": "acme=topsecret ftp://example.com"}, []string{"consumers"},
 			[]string{"SPECTORA_API_SOURCES", `source "acme"`, "base URL"}},
+		{"reconcile without a key", map[string]string{"SPECTORA_API_TOKEN": ""}, []string{"reconcile"},
+			[]string{"SPECTORA_API_TOKEN", "SPECTORA_API_SOURCES", "API key"}},
+		{"reconcile since a word", map[string]string{"SPECTORA_API_TOKEN": "topsecret"}, []string{"reconcile", "--since", "yesterday"},
+			[]string{"--since", "72h", "RFC 3339"}},
+		{"reconcile since the future", map[string]string{"SPECTORA_API_TOKEN": "topsecret"}, []string{"reconcile", "--since", "2999-01-01T00:00:00Z"},
+			[]string{"--since", "future"}},
+		{"bad rule", map[string]string{"RECONCILE_RULES": "published=attributes.published_at"}, []string{"consumers"},
+			[]string{"RECONCILE_RULES", "resource.action"}},
+		{"reconciler without a key", map[string]string{"RECONCILE_INTERVAL": "15m", "SPECTORA_API_TOKEN": ""}, []string{"consumers"},
+			[]string{"RECONCILE_INTERVAL", "SPECTORA_API_TOKEN"}},
+		{"reconciler too often", map[string]string{"RECONCILE_INTERVAL": "5s"}, []string{"consumers"},
+			[]string{"RECONCILE_INTERVAL 5s", "at least 1m"}},
+		{"list path with a query", map[string]string{"SPECTORA_API_TOKEN": "topsecret", "SPECTORA_API_LIST_PATHS": "client=/v2/contacts?all=1"}, []string{"consumers"},
+			[]string{"SPECTORA_API_LIST_PATHS", "client"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/spectora-stream/spectora-stream/gateway"
 	"github.com/spectora-stream/spectora-stream/internal/audit"
 	"github.com/spectora-stream/spectora-stream/internal/natsx"
+	"github.com/spectora-stream/spectora-stream/reconcile"
 	"github.com/spectora-stream/spectora-stream/spectora"
 	"github.com/spectora-stream/spectora-stream/stream"
 )
@@ -193,13 +195,57 @@ type consumerFlags struct {
 	DrainTimeout time.Duration   `name:"consumer-drain-timeout" env:"CONSUMER_DRAIN_TIMEOUT" default:"20s" help:"Bound on finishing in-flight messages at shutdown, then they go back to the stream; 0 hands them back at once (${env})."`
 	AuditLog     string          `name:"audit-log" env:"AUDIT_LOG" default:"./data/audit.jsonl" help:"JSON-lines file the audit group appends to; one per instance ({hostname} and {pid} expand) (${env})."`
 	DLQMaxAge    *time.Duration  `name:"dlq-max-age" env:"DLQ_MAX_AGE" placeholder:"DURATION" help:"How long dead letters are kept; 0 keeps them until purged. Default 720h; unset keeps an existing stream's (${env})."`
-	APIURL       string          `name:"spectora-api-url" env:"SPECTORA_API_URL" default:"https://connect.spectora.com" help:"Spectora API base URL (${env})."`
-	APIToken     string          `name:"spectora-api-token" env:"SPECTORA_API_TOKEN" placeholder:"TOKEN" help:"Spectora API key, sent as a Bearer token. Unset: records are not fetched (${env})."`
-	APISources   string          `name:"spectora-api-sources" env:"SPECTORA_API_SOURCES" placeholder:"SOURCES" help:"One API key per named source (Spectora company): 'acme=KEY;beta=KEY https://other-base-url'. Set: each source's records are fetched with its own key only, SPECTORA_API_TOKEN serves the default source, and a source without a key is not fetched (${env})."`
-	APIPaths     string          `name:"spectora-api-paths" env:"SPECTORA_API_PATHS" placeholder:"PATHS" help:"Record paths per resource overriding the defaults, e.g. 'client=/v2/contacts/{id}' (${env})."`
-	APITimeout   time.Duration   `name:"spectora-api-timeout" env:"SPECTORA_API_TIMEOUT" default:"10s" help:"Timeout of one API request; more than 0 (${env})."`
-	APIRateLimit float64         `name:"spectora-api-rate-limit" env:"SPECTORA_API_RATE_LIMIT" default:"5" help:"Most API requests per second from this process with each company's key, more than 0; divide the company's quota by the instances (${env})."`
 	CacheTTL     time.Duration   `name:"record-cache-ttl" env:"RECORD_CACHE_TTL" default:"1h" help:"How long fetched records stay in the shared KV cache; at least 1s (${env})."`
+	apiFlags     `embed:""`
+	Reconcile    reconcileFlags `embed:""`
+	Interval     time.Duration  `name:"reconcile-interval" env:"RECONCILE_INTERVAL" default:"0s" help:"Run the reconciler this often in this process (every instance may: events are stored once); 0: off (${env})."`
+}
+
+// apiFlags configure the Spectora API clients, one per company.
+type apiFlags struct {
+	APIURL       string        `name:"spectora-api-url" env:"SPECTORA_API_URL" default:"https://connect.spectora.com" help:"Spectora API base URL (${env})."`
+	APIToken     string        `name:"spectora-api-token" env:"SPECTORA_API_TOKEN" placeholder:"TOKEN" help:"Spectora API key, sent as a Bearer token. Unset: records are not fetched (${env})."`
+	APISources   string        `name:"spectora-api-sources" env:"SPECTORA_API_SOURCES" placeholder:"SOURCES" help:"One API key per named source (Spectora company): 'acme=KEY;beta=KEY https://other-base-url'. Set: each source's records are fetched with its own key only, SPECTORA_API_TOKEN serves the default source, and a source without a key is not fetched (${env})."`
+	APIPaths     string        `name:"spectora-api-paths" env:"SPECTORA_API_PATHS" placeholder:"PATHS" help:"Record paths per resource overriding the defaults, e.g. 'client=/v2/contacts/{id}' (${env})."`
+	ListPaths    string        `name:"spectora-api-list-paths" env:"SPECTORA_API_LIST_PATHS" placeholder:"PATHS" help:"List paths per resource for the reconciler, overriding the defaults (unconfirmed: /v2/inspections, /v2/connections, /v2/contacts), e.g. 'client=' to skip one (${env})."`
+	SinceParam   string        `name:"spectora-api-since-param" env:"SPECTORA_API_SINCE_PARAM" default:"filter[updated_since]" help:"List query parameter selecting records changed since a time (unconfirmed) (${env})."`
+	APITimeout   time.Duration `name:"spectora-api-timeout" env:"SPECTORA_API_TIMEOUT" default:"10s" help:"Timeout of one API request; more than 0 (${env})."`
+	APIRateLimit float64       `name:"spectora-api-rate-limit" env:"SPECTORA_API_RATE_LIMIT" default:"5" help:"Most API requests per second from this process with each company's key, more than 0; divide the company's quota by the instances (${env})."`
+}
+
+// reconcileFlags are the reconciler's settings the enricher shares: how a
+// version is read, which rule types it records, how long versions live.
+type reconcileFlags struct {
+	VersionField string        `name:"reconcile-version-field" env:"RECONCILE_VERSION_FIELD" default:"attributes.updated_at" help:"Path of a record's version in its JSON:API resource object (unconfirmed) (${env})."`
+	VersionsTTL  time.Duration `name:"record-versions-ttl" env:"RECORD_VERSIONS_TTL" default:"720h" help:"How long the last seen version of a record is kept; reconciling further back republishes seen changes; at least 1h (${env})."`
+	Rules        string        `name:"reconcile-rules" env:"RECONCILE_RULES" placeholder:"RULES" help:"Events to derive from record state, e.g. 'inspection.published=attributes.published_at'; guesses, off by default (${env})."`
+	Settle       time.Duration `name:"reconcile-settle" env:"RECONCILE_SETTLE" default:"5m" help:"Changes younger than this wait for the next run, so webhooks on their way are not overtaken; more than 0 (${env})."`
+	Lookback     time.Duration `name:"reconcile-lookback" env:"RECONCILE_LOOKBACK" default:"24h" help:"How far back a first run reads, before a checkpoint exists; more than 0 (${env})."`
+}
+
+func (f reconcileFlags) validate() error {
+	switch {
+	case f.VersionsTTL < time.Hour:
+		return fmt.Errorf("RECORD_VERSIONS_TTL %s: want at least 1h", f.VersionsTTL)
+	case f.Settle <= 0:
+		return fmt.Errorf("RECONCILE_SETTLE %s: want more than 0", f.Settle)
+	case f.Lookback <= 0:
+		return fmt.Errorf("RECONCILE_LOOKBACK %s: want more than 0", f.Lookback)
+	case strings.TrimSpace(f.VersionField) == "":
+		return errors.New("RECONCILE_VERSION_FIELD is empty: want a path such as attributes.updated_at")
+	}
+	if _, err := f.rules(); err != nil {
+		return err
+	}
+	return nil
+}
+
+func (f reconcileFlags) rules() ([]reconcile.Rule, error) {
+	rules, err := reconcile.ParseRules(f.Rules)
+	if err != nil {
+		return nil, fmt.Errorf("RECONCILE_RULES: %w", err)
+	}
+	return rules, nil
 }
 
 func (f consumerFlags) groups() ([]string, error) {
@@ -244,12 +290,26 @@ func (f consumerFlags) validate() error {
 		return fmt.Errorf("SPECTORA_API_RATE_LIMIT %g: want more than 0 (requests per second)", f.APIRateLimit)
 	case f.DLQMaxAge != nil && *f.DLQMaxAge < 0:
 		return fmt.Errorf("DLQ_MAX_AGE %s: must not be negative (0 keeps dead letters until purged)", *f.DLQMaxAge)
+	case f.Interval < 0:
+		return fmt.Errorf("RECONCILE_INTERVAL %s: must not be negative (0: off)", f.Interval)
+	case f.Interval > 0 && f.Interval < time.Minute:
+		return fmt.Errorf("RECONCILE_INTERVAL %s: want at least 1m (each run lists every changed record)", f.Interval)
 	}
 	for _, d := range f.Backoff {
 		if d < 0 {
 			return fmt.Errorf("CONSUMER_BACKOFF %s: must not be negative", d)
 		}
 	}
+	if err := f.Reconcile.validate(); err != nil {
+		return err
+	}
+	if f.Interval > 0 && f.APIToken == "" && f.APISources == "" {
+		return errors.New("RECONCILE_INTERVAL is set but no API key is: set SPECTORA_API_TOKEN or SPECTORA_API_SOURCES")
+	}
+	return f.apiFlags.validate()
+}
+
+func (f apiFlags) validate() error {
 	if f.APIToken != "" {
 		cfg, err := f.apiConfig()
 		if err == nil {
@@ -270,7 +330,7 @@ type apiSource struct {
 
 // apiSources parses SPECTORA_API_SOURCES: "name=token[ base-url]" entries
 // separated by ";". Errors name the entry, never the key.
-func (f consumerFlags) apiSources() ([]apiSource, error) {
+func (f apiFlags) apiSources() ([]apiSource, error) {
 	var out []apiSource
 	seen := map[string]bool{}
 	n := 0
@@ -316,19 +376,28 @@ func (f consumerFlags) apiSources() ([]apiSource, error) {
 }
 
 // apiConfig is the Spectora API client's configuration from the flags.
-func (f consumerFlags) apiConfig() (spectora.Config, error) {
+func (f apiFlags) apiConfig() (spectora.Config, error) {
 	paths, err := spectora.ParsePaths(f.APIPaths)
 	if err != nil {
 		return spectora.Config{}, err
 	}
-	return spectora.Config{BaseURL: f.APIURL, Token: f.APIToken, Paths: paths, Timeout: f.APITimeout, RateLimit: f.APIRateLimit}, nil
+	listPaths, err := spectora.ParseListPaths(f.ListPaths)
+	if err != nil {
+		return spectora.Config{}, err
+	}
+	if strings.TrimSpace(f.SinceParam) == "" {
+		return spectora.Config{}, fmt.Errorf("%w: since parameter is empty", spectora.ErrConfig)
+	}
+	return spectora.Config{BaseURL: f.APIURL, Token: f.APIToken, Paths: paths, ListPaths: listPaths, SinceParam: f.SinceParam,
+		Timeout: f.APITimeout, RateLimit: f.APIRateLimit}, nil
 }
 
 // apiSetting names the setting behind an API client configuration error.
 func apiSetting(err error) error {
 	msg := err.Error()
 	for _, m := range []struct{ word, setting string }{
-		{"base URL", "SPECTORA_API_URL"}, {"token", "SPECTORA_API_TOKEN"}, {"path", "SPECTORA_API_PATHS"},
+		{"base URL", "SPECTORA_API_URL"}, {"token", "SPECTORA_API_TOKEN"}, {"list path", "SPECTORA_API_LIST_PATHS"},
+		{"path", "SPECTORA_API_PATHS"}, {"since parameter", "SPECTORA_API_SINCE_PARAM"},
 		{"rate limit", "SPECTORA_API_RATE_LIMIT"}, {"timeout", "SPECTORA_API_TIMEOUT"},
 	} {
 		if strings.Contains(msg, m.word) {

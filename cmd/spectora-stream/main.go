@@ -58,6 +58,7 @@ type cli struct {
 	Events      eventsCmd      `cmd:"" help:"Print stored events decoded: headers, envelope and body as JSON."`
 	DLQ         dlqCmd         `cmd:"" name:"dlq" help:"Inspect and act on dead letters: list, show, redrive, purge."`
 	Replay      replayCmd      `cmd:"" help:"Make a consumer group reprocess its stream from a time or a sequence."`
+	Reconcile   reconcileCmd   `cmd:"" help:"Recover changes no webhook announced: list records changed since the checkpoints (or --since) from Spectora's API and publish the missed ones."`
 	Sim         simCmd         `cmd:"" help:"Simulate Spectora: a fake API (JSON:API records) and a Svix-faithful webhook sender with retries."`
 	Send        sendCmd        `cmd:"" help:"Sign one webhook with SPECTORA_WEBHOOK_SECRET through the svix library and POST it to the gateway."`
 	Bench       benchCmd       `cmd:"" help:"Load-test the gateway with uniquely IDed, correctly signed webhooks (or replay attacks with --mode) and print rate and latency."`

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"slices"
 	"sync"
@@ -22,6 +23,7 @@ import (
 	"github.com/spectora-stream/spectora-stream/internal/natsx"
 	"github.com/spectora-stream/spectora-stream/internal/ops"
 	"github.com/spectora-stream/spectora-stream/internal/telemetry/otlp"
+	"github.com/spectora-stream/spectora-stream/reconcile"
 	"github.com/spectora-stream/spectora-stream/spectora"
 	"github.com/spectora-stream/spectora-stream/stream"
 )
@@ -331,6 +333,16 @@ func startGroups(ctx context.Context, js jetstream.JetStream, reg prometheus.Reg
 	if err != nil {
 		return nil, err
 	}
+	clients, err := apiClients(cf.apiFlags, reg, tel, log)
+	if err != nil {
+		return nil, err
+	}
+	var rc *reconcile.Reconciler
+	if cf.Interval > 0 {
+		if rc, err = newReconciler(ctx, js, reg, tel, cf.Reconcile, replicas, clients, log); err != nil {
+			return nil, err
+		}
+	}
 	rg := &runningGroups{}
 	var groups []*consumers.Group
 	for _, name := range names {
@@ -340,7 +352,7 @@ func startGroups(ctx context.Context, js jetstream.JetStream, reg prometheus.Reg
 		}
 		switch name {
 		case enrich.GroupName:
-			enr, err := newEnricher(ctx, js, reg, tel, cf, replicas, log)
+			enr, err := newEnricher(ctx, js, reg, tel, cf, replicas, clients, log)
 			if err != nil {
 				rg.closeAudit()
 				return nil, err
@@ -370,11 +382,15 @@ func startGroups(ctx context.Context, js jetstream.JetStream, reg prometheus.Reg
 			}
 		})
 	}
+	if rc != nil {
+		log.Info("reconciler running", "interval", cf.Interval.String(), "settle", cf.Reconcile.Settle.String())
+		rg.wg.Go(func() { rc.Loop(gctx, cf.Interval) })
+	}
 	return rg, nil
 }
 
 func newEnricher(ctx context.Context, js jetstream.JetStream, reg prometheus.Registerer, tel *otlp.Telemetry,
-	cf consumerFlags, replicas int, log *slog.Logger) (*enrich.Enricher, error) {
+	cf consumerFlags, replicas int, clients enrich.Clients, log *slog.Logger) (*enrich.Enricher, error) {
 	kv, err := js.CreateOrUpdateKeyValue(ctx, enrich.BucketConfig(cf.CacheTTL, replicas))
 	if err != nil {
 		return nil, fmt.Errorf("record cache bucket %s: %w", stream.RecordBucket, err)
@@ -384,16 +400,42 @@ func newEnricher(ctx context.Context, js jetstream.JetStream, reg prometheus.Reg
 		return nil, err
 	}
 	ecfg := enrich.Config{Logger: log, Metrics: metrics, TracerProvider: tel.TracerProvider, Propagator: tel.Propagator}
-	sources, err := cf.apiSources()
-	if err != nil {
-		return nil, err
-	}
-	if cf.APIToken == "" && len(sources) == 0 {
+	if clients == nil {
 		log.Warn("SPECTORA_API_TOKEN is unset: the enricher republishes events without records (record_status not_fetched). " +
 			"Set it, or run `spectora-stream sim` and point SPECTORA_API_URL at it.")
 		return enrich.New(ecfg, kv, nil), nil
 	}
-	acfg, err := cf.apiConfig()
+	if ecfg.Versions, err = openVersions(ctx, js, cf.Reconcile, replicas); err != nil {
+		return nil, err
+	}
+	rules, _ := cf.Reconcile.rules() // validated
+	ecfg.TrackTypes = reconcile.Types(rules)
+	return enrich.New(ecfg, kv, clients), nil
+}
+
+// openVersions opens (creating or updating) the bucket of seen versions.
+func openVersions(ctx context.Context, js jetstream.JetStream, rf reconcileFlags, replicas int) (*enrich.Versions, error) {
+	kv, err := js.CreateOrUpdateKeyValue(ctx, enrich.VersionBucketConfig(rf.VersionsTTL, replicas))
+	if err != nil {
+		return nil, fmt.Errorf("version bucket %s: %w", stream.VersionBucket, err)
+	}
+	return enrich.NewVersions(kv, rf.VersionField), nil
+}
+
+// apiClients builds one Spectora API client per company, shared by the
+// enricher and the reconciler (and so their rate limit): with
+// SPECTORA_API_SOURCES each named source gets its own and
+// SPECTORA_API_TOKEN serves the default source; without it,
+// SPECTORA_API_TOKEN serves every source (key ""). nil: no key configured.
+func apiClients(af apiFlags, reg prometheus.Registerer, tel *otlp.Telemetry, log *slog.Logger) (enrich.Clients, error) {
+	sources, err := af.apiSources()
+	if err != nil {
+		return nil, err
+	}
+	if af.APIToken == "" && len(sources) == 0 {
+		return nil, nil
+	}
+	acfg, err := af.apiConfig()
 	if err != nil {
 		return nil, apiSetting(err)
 	}
@@ -402,7 +444,7 @@ func newEnricher(ctx context.Context, js jetstream.JetStream, reg prometheus.Reg
 	}
 	acfg.Logger, acfg.TracerProvider, acfg.Propagator = log, tel.TracerProvider, tel.Propagator
 	clients := enrich.Clients{}
-	if cf.APIToken != "" {
+	if af.APIToken != "" {
 		api, err := spectora.NewClient(acfg)
 		if err != nil {
 			return nil, apiSetting(err)
@@ -426,14 +468,44 @@ func newEnricher(ctx context.Context, js jetstream.JetStream, reg prometheus.Reg
 		clients[src.name] = api
 	}
 	if len(sources) > 0 {
-		names := make([]string, 0, len(clients))
-		for name := range clients {
-			names = append(names, name)
-		}
-		slices.Sort(names)
-		log.Info("Spectora API keys per source; events of any other source are not fetched", "sources", names)
+		log.Info("Spectora API keys per source; events of any other source are not fetched", "sources", slices.Sorted(maps.Keys(clients)))
 	}
-	return enrich.New(ecfg, kv, clients), nil
+	return clients, nil
+}
+
+// newReconciler builds the reconciler over the API clients: each source's
+// client lists its records; the key that serves every source reconciles the
+// default source.
+func newReconciler(ctx context.Context, js jetstream.JetStream, reg prometheus.Registerer, tel *otlp.Telemetry,
+	rf reconcileFlags, replicas int, clients enrich.Clients, log *slog.Logger) (*reconcile.Reconciler, error) {
+	versions, err := openVersions(ctx, js, rf, replicas)
+	if err != nil {
+		return nil, err
+	}
+	cps, err := js.CreateOrUpdateKeyValue(ctx, reconcile.CheckpointBucketConfig(replicas))
+	if err != nil {
+		return nil, fmt.Errorf("checkpoint bucket %s: %w", stream.ReconcileBucket, err)
+	}
+	var metrics *reconcile.Metrics
+	if reg != nil {
+		if metrics, err = reconcile.NewMetrics(reg); err != nil {
+			return nil, err
+		}
+	}
+	rules, err := rf.rules()
+	if err != nil {
+		return nil, err
+	}
+	sources := map[string]reconcile.Lister{}
+	for name, c := range clients {
+		if name == "" {
+			name = gateway.DefaultSource
+		}
+		sources[name] = c
+	}
+	return reconcile.New(reconcile.Config{Sources: sources, Versions: versions, Checkpoints: cps, Publisher: js,
+		Settle: rf.Settle, Lookback: rf.Lookback, Rules: rules,
+		Logger: log, Metrics: metrics, TracerProvider: tel.TracerProvider, Propagator: tel.Propagator})
 }
 
 // stop ends the groups' runs (each drains within CONSUMER_DRAIN_TIMEOUT) and

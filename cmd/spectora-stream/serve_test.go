@@ -15,9 +15,11 @@ import (
 	"time"
 
 	"github.com/spectora-stream/spectora-stream/admin"
+	"github.com/spectora-stream/spectora-stream/enrich"
 	"github.com/spectora-stream/spectora-stream/internal/audit"
 	"github.com/spectora-stream/spectora-stream/internal/natstest"
 	"github.com/spectora-stream/spectora-stream/internal/sim"
+	"github.com/spectora-stream/spectora-stream/spectora"
 )
 
 func testConsumerFlags(t *testing.T, apiURL string) consumerFlags {
@@ -25,9 +27,18 @@ func testConsumerFlags(t *testing.T, apiURL string) consumerFlags {
 	return consumerFlags{
 		Groups: "enricher,audit", Concurrency: 4, MaxDeliver: 3, Backoff: []time.Duration{100 * time.Millisecond},
 		AckWait: 5 * time.Second, DrainTimeout: 5 * time.Second, AuditLog: filepath.Join(t.TempDir(), "audit.jsonl"),
-		DLQMaxAge: ptr(time.Hour), APIURL: apiURL, APIToken: "sim-token", APITimeout: 2 * time.Second, APIRateLimit: 100,
-		CacheTTL: time.Hour,
+		DLQMaxAge: ptr(time.Hour), apiFlags: testAPIFlags(apiURL, "sim-token"), Reconcile: testReconcileFlags(), CacheTTL: time.Hour,
 	}
+}
+
+// testAPIFlags are the API settings with their defaults, as kong fills them.
+func testAPIFlags(url, token string) apiFlags {
+	return apiFlags{APIURL: url, APIToken: token, SinceParam: spectora.DefaultSinceParam, APITimeout: 2 * time.Second, APIRateLimit: 100}
+}
+
+// testReconcileFlags are the reconciler's defaults, settling at once.
+func testReconcileFlags() reconcileFlags {
+	return reconcileFlags{VersionField: enrich.DefaultVersionField, VersionsTTL: time.Hour, Settle: time.Millisecond, Lookback: time.Hour}
 }
 
 func auditLines(t *testing.T, path string) []audit.Entry {

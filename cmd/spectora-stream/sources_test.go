@@ -27,14 +27,14 @@ func TestEnricherFetchesWithEachSourcesOwnKey(t *testing.T) {
 		apis[source] = apitest.New(t)
 		apis[source].Key = source + "-key"
 	}
-	cf := consumerFlags{
-		APIURL: apis["default"].URL, APIToken: "default-key", APITimeout: 5 * time.Second, APIRateLimit: 100, CacheTTL: time.Hour,
-		APISources: "acme=acme-key " + apis["acme"].URL + "; beta=beta-key " + apis["beta"].URL,
-	}
-	if _, err := cf.apiSources(); err != nil {
+	cf := consumerFlags{apiFlags: testAPIFlags(apis["default"].URL, "default-key"), Reconcile: testReconcileFlags(), CacheTTL: time.Hour}
+	cf.APISources = "acme=acme-key " + apis["acme"].URL + "; beta=beta-key " + apis["beta"].URL
+	reg, log := prometheus.NewRegistry(), slog.New(slog.DiscardHandler)
+	clients, err := apiClients(cf.apiFlags, reg, &otlp.Telemetry{}, log)
+	if err != nil {
 		t.Fatal(err)
 	}
-	enr, err := newEnricher(context.Background(), js, prometheus.NewRegistry(), &otlp.Telemetry{}, cf, 1, slog.New(slog.DiscardHandler))
+	enr, err := newEnricher(context.Background(), js, reg, &otlp.Telemetry{}, cf, 1, clients, log)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,159 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/spectora-stream/spectora-stream/internal/audit"
+	"github.com/spectora-stream/spectora-stream/internal/natstest"
+	"github.com/spectora-stream/spectora-stream/internal/sim"
+	"github.com/spectora-stream/spectora-stream/stream"
+)
+
+// Changes made while the system was down (longer than Svix retries) are
+// recovered by serve's reconciler as soon as it starts: one reconciled
+// event per changed record, enriched with the record it carried and
+// audited; a quick publish also yields the inspection.published a rule
+// derives.
+func TestServeReconcilesChangesMadeWhileItWasDown(t *testing.T) {
+	store := sim.NewStore(700)
+	api := sim.NewAPI(sim.APIConfig{Token: "sim-token"}, store)
+	apiSrv := httptest.NewServer(api)
+	defer apiSrv.Close()
+	ids := map[string]bool{}
+	for range 4 {
+		ids[store.Create(sim.TypeInspection)] = true
+	}
+	ids[store.Create(sim.TypeAgent)] = true
+	var quick string
+	for id := range ids {
+		quick = id
+		break
+	}
+	store.Update(sim.TypeInspection, quick, "published_at", time.Now().UTC().Format(time.RFC3339))
+	time.Sleep(5 * time.Millisecond) // past RECONCILE_SETTLE
+
+	p := testProcess(t, t.TempDir())
+	cf := testConsumerFlags(t, apiSrv.URL)
+	cf.Interval = time.Hour
+	cf.Reconcile.Rules = "inspection.published=attributes.published_at"
+	p.consumers = &cf
+	stop := startServe(t, p)
+	defer func() { _ = stop() }()
+
+	var lines []audit.Entry
+	waitFor(t, "6 audit lines", func() bool { lines = auditLines(t, cf.AuditLog); return len(lines) >= 6 })
+	served := api.Served.Load()
+	got := map[string]int{}
+	for _, l := range lines {
+		got[l.Subject]++
+		if l.RecordStatus != "found" || !ids[l.RecordID] {
+			t.Errorf("audit line %+v", l)
+		}
+	}
+	if got["spectora.enriched.inspection.reconciled"] != 4 || got["spectora.enriched.agent.reconciled"] != 1 || got["spectora.enriched.inspection.published"] != 1 {
+		t.Fatalf("audited subjects %v", got)
+	}
+	if served != 0 {
+		t.Errorf("the enricher fetched %d records the reconciled events carried", served)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(auditLines(t, cf.AuditLog)); n != 6 {
+		t.Fatalf("%d audit lines after stop", n)
+	}
+}
+
+// The reconcile command killed with SIGKILL in the middle of a run loses
+// nothing and duplicates nothing: the checkpoint did not move, the rerun
+// reads every change again, and the stream drops what the killed run stored.
+func TestReconcileKilledMidRunLosesAndDuplicatesNothing(t *testing.T) {
+	srv := natstest.Server(t)
+	_, js := natstest.JetStream(t, srv)
+	natstest.Streams(t, js)
+	store := sim.NewStore(5000)
+	const n = 450 // three pages of 200
+	for range n {
+		store.Create(sim.TypeClient)
+	}
+	api := sim.NewAPI(sim.APIConfig{Token: "k", Latency: 400 * time.Millisecond}, store)
+	apiSrv := httptest.NewServer(api)
+	defer apiSrv.Close()
+	time.Sleep(5 * time.Millisecond)
+	args := []string{"reconcile", "--resource", "client", "--since", "1h"}
+	env := []string{"NATS_URL=" + srv.ClientURL(), "SPECTORA_API_URL=" + apiSrv.URL, "SPECTORA_API_TOKEN=k",
+		"SPECTORA_API_RATE_LIMIT=100", "RECONCILE_SETTLE=1ms", "LOG_FORMAT=json"}
+
+	cmd := exec.Command(os.Args[0], "-test.run=^TestMainSubprocess$")
+	cmd.Env = append(os.Environ(), append(env, "SPECTORA_TEST_MAIN_ARGS="+strings.Join(args, "\x1f"))...)
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	stored := func() uint64 { return natstest.StreamInfo(t, js, stream.Raw).State.Msgs }
+	waitFor(t, "the first page stored", func() bool { return stored() >= 200 })
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	killedAt := stored()
+	if killedAt >= n {
+		t.Fatalf("the run finished (%d stored) before it was killed:\n%s", killedAt, out.String())
+	}
+
+	for _, kv := range env {
+		k, v, _ := strings.Cut(kv, "=")
+		t.Setenv(k, v)
+	}
+	code, stdout, stderr := runCLI(t, args...)
+	want := fmt.Sprintf("reconcile: passes 1, listed %d, already seen 0, emitted %d (rules 0), already stored %d", n, n-int(killedAt), killedAt)
+	if code != 0 || !strings.Contains(stdout, want) {
+		t.Fatalf("rerun after SIGKILL at %d: exit %d\n%s\nwant %s\n%s", killedAt, code, stdout, want, stderr)
+	}
+	if got := stored(); got != n {
+		t.Fatalf("%d events stored for %d changed records", got, n)
+	}
+	// Every event is one record's, once.
+	s, err := js.Stream(context.Background(), stream.Raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for seq := uint64(1); seq <= n; seq++ {
+		m, err := s.GetMsg(context.Background(), seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		id := m.Header.Get(stream.HeaderRecordID)
+		if seen[id] || m.Header.Get(stream.HeaderOrigin) != stream.OriginReconcile || m.Header.Get(jetstream.MsgIDHeader) == "" {
+			t.Fatalf("event #%d: record %s (seen before: %v), headers %v", seq, id, seen[id], m.Header)
+		}
+		seen[id] = true
+	}
+	// The checkpoint moved: a run without --since lists nothing older.
+	code, stdout, _ = runCLI(t, "reconcile", "--resource", "client")
+	if code != 0 || !strings.Contains(stdout, "listed 0,") {
+		t.Fatalf("run from the checkpoint: exit %d: %s", code, stdout)
+	}
+}
+
+// TestMainSubprocess runs the command line in SPECTORA_TEST_MAIN_ARGS
+// (separated by \x1f) as the binary would, for tests that kill a process.
+func TestMainSubprocess(t *testing.T) {
+	args := os.Getenv("SPECTORA_TEST_MAIN_ARGS")
+	if args == "" {
+		t.Skip("run by tests that need a process to kill")
+	}
+	os.Exit(runMain(strings.Split(args, "\x1f"), os.Stderr))
+}
