@@ -332,8 +332,11 @@ func (rc *Reconciler) item(ctx context.Context, source, resource string, item sp
 	} else {
 		route := stream.Route{Resource: resource, Action: Action}
 		id := MessageID(source, resource, item.ID, version)
-		if err := rc.emit(ctx, source, route, id, item, version, "reconciled", opts, res); err != nil {
+		if _, err := rc.emit(ctx, source, route, id, item, version, "reconciled", opts, res); err != nil {
 			return err
+		}
+		if !opts.DryRun {
+			rc.saw(ctx, key, version, "")
 		}
 	}
 	for _, rule := range rc.cfg.Rules {
@@ -341,12 +344,29 @@ func (rc *Reconciler) item(ctx context.Context, source, resource string, item sp
 			continue
 		}
 		id := MessageID(source, resource, item.ID, "rule."+rule.EventType)
-		if err := rc.emit(ctx, source, rule.Route(), id, item, version, "rule", opts, res); err != nil {
+		stored, err := rc.emit(ctx, source, rule.Route(), id, item, version, "rule", opts, res)
+		if err != nil {
 			return err
 		}
-		res.Rules++
+		if stored {
+			res.Rules++
+		}
+		if !opts.DryRun {
+			// The event is in the stream (stored now or before): the
+			// system has seen it.
+			rc.saw(ctx, key, "", rule.EventType)
+		}
 	}
 	return nil
+}
+
+// saw records what the reconciler stored, so the next run skips it even
+// before the enricher has processed it. A failure costs at most an event the
+// stream drops as a duplicate (within its window) on the next run.
+func (rc *Reconciler) saw(ctx context.Context, key, version, eventType string) {
+	if err := rc.cfg.Versions.Saw(ctx, key, version, eventType); err != nil {
+		rc.log.Warn("recording what was published failed", "key", key, "err", err)
+	}
 }
 
 // MessageID is the Nats-Msg-Id of a reconciled event: one per source,
@@ -359,16 +379,18 @@ func MessageID(source, resource, id, version string) string {
 	return "reconcile:" + source + ":" + resource + ":" + id + ":" + version
 }
 
+// emit publishes one event and reports whether the stream stored it (false:
+// it held it already); dry, it prints it instead.
 func (rc *Reconciler) emit(ctx context.Context, source string, route stream.Route, id string, item spectora.Listed,
-	version, kind string, opts Options, res *Result) (err error) {
+	version, kind string, opts Options, res *Result) (stored bool, err error) {
 	eventType := route.Resource + "." + route.Action
 	if opts.DryRun {
 		res.Emitted++
 		if opts.Out != nil {
 			_, err := fmt.Fprintf(opts.Out, "would publish %s source=%s record=%s version=%s id=%s\n", route.Subject(), source, item.ID, version, id)
-			return err
+			return true, err
 		}
-		return nil
+		return true, nil
 	}
 	now := rc.cfg.Now().UTC()
 	body, _ := json.Marshal(map[string]string{"type": eventType, "id": item.ID, "source": source, "version": version, "origin": stream.OriginReconcile})
@@ -379,7 +401,7 @@ func (rc *Reconciler) emit(ctx context.Context, source string, route stream.Rout
 	}
 	data, err := proto.Marshal(ev)
 	if err != nil {
-		return err
+		return false, err
 	}
 	msg := nats.NewMsg(route.Subject())
 	msg.Data = data
@@ -393,15 +415,15 @@ func (rc *Reconciler) emit(ctx context.Context, source string, route stream.Rout
 	defer func() { telemetry.End(span, err) }()
 	ack, err := rc.cfg.Publisher.PublishMsg(ctx, msg, jetstream.WithMsgID(id), jetstream.WithExpectStream(stream.Raw))
 	if err != nil {
-		return fmt.Errorf("publish %s: %w", msg.Subject, err)
+		return false, fmt.Errorf("publish %s: %w", msg.Subject, err)
 	}
 	span.SetAttributes(telemetry.AttrStreamSequence.Int64(int64(ack.Sequence)), attribute.Bool("messaging.nats.duplicate", ack.Duplicate))
 	if ack.Duplicate {
 		res.Duplicates++
-		return nil
+		return false, nil
 	}
 	res.Emitted++
 	rc.cfg.Metrics.emitted(source, route.Resource, kind)
 	rc.log.Info("published a change no webhook announced", "subject", msg.Subject, "source", source, "record", item.ID, "version", version, "seq", ack.Sequence)
-	return nil
+	return true, nil
 }

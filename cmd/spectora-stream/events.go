@@ -201,9 +201,16 @@ func (f eventsFormat) render(w *bytes.Buffer, seq uint64, subject string, at tim
 		return
 	}
 	e := ev.Webhook
-	fmt.Fprintf(w, "  event: id=%s type=%q record=%q source=%s signed=%s received=%s\n", e.GetId(), e.GetType(), e.GetRecordId(),
-		e.GetSource(), e.GetSignedAt().AsTime().UTC().Format(time.RFC3339), e.GetReceivedAt().AsTime().UTC().Format(time.RFC3339Nano))
+	fmt.Fprintf(w, "  event: id=%s type=%q record=%q source=%s", e.GetId(), e.GetType(), e.GetRecordId(), e.GetSource())
+	if e.GetSignedAt() != nil {
+		fmt.Fprintf(w, " signed=%s", e.GetSignedAt().AsTime().UTC().Format(time.RFC3339))
+	}
+	fmt.Fprintf(w, " received=%s\n", e.GetReceivedAt().AsTime().UTC().Format(time.RFC3339Nano))
 	fmt.Fprintf(w, "  body (%s):\n%s\n", e.GetContentType(), indentJSON(e.GetBody()))
+	if e.GetRecordVersion() != "" {
+		// A reconciled event: the record came with it from a list.
+		fmt.Fprintf(w, "  reconciled: version %s, listed %s\n", e.GetRecordVersion(), e.GetRecordListedAt().AsTime().UTC().Format(time.RFC3339Nano))
+	}
 	if en := ev.Enriched; en != nil {
 		fmt.Fprintf(w, "  record: %s", stream.RecordStatusName(en.GetRecordStatus()))
 		if en.GetRecordPath() != "" {

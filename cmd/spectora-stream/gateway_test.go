@@ -50,9 +50,15 @@ func testProcess(t *testing.T, store string) process {
 // ops address reports ready.
 func startServe(t *testing.T, p process) (stop func() error) {
 	t.Helper()
+	return startServeLogging(t, p, slog.New(slog.DiscardHandler))
+}
+
+// startServeLogging is startServe logging to log.
+func startServeLogging(t *testing.T, p process, log *slog.Logger) (stop func() error) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, slog.New(slog.DiscardHandler), p) }()
+	go func() { done <- run(ctx, log, p) }()
 	natstest.Eventually(t, 15*time.Second, "ready on the ops address", func() bool {
 		select {
 		case err := <-done:

@@ -25,6 +25,9 @@ type simCmd struct {
 	Count       int           `name:"sim-count" env:"SIM_COUNT" default:"0" help:"Stop sending after this many events (the fake API keeps serving until Ctrl-C); 0: until --sim-duration or Ctrl-C (${env})."`
 	Duration    time.Duration `name:"sim-duration" env:"SIM_DURATION" default:"0s" help:"Stop sending after this long; 0: no limit (${env})."`
 	TimeScale   float64       `name:"sim-time-scale" env:"SIM_TIME_SCALE" default:"1" help:"Multiplies Svix's retry delays (5s, 5m, 30m, 2h, 5h, 10h, 10h); 0.001 makes 5 minutes 300 ms (${env})."`
+	BlackoutAt  time.Duration `name:"sim-blackout-after" env:"SIM_BLACKOUT_AFTER" default:"0s" help:"Start of a blackout, this long after the start (${env})."`
+	BlackoutFor time.Duration `name:"sim-blackout-for" env:"SIM_BLACKOUT_FOR" default:"0s" help:"A blackout this long: records keep changing, no webhook is sent, as in an outage Svix gave up on; 0: none (${env})."`
+	Quick       bool          `name:"sim-quick-publish" env:"SIM_QUICK_PUBLISH" help:"Publish inspections like Spectora's quick publish: the record changes, no inspection.published is sent (${env})."`
 }
 
 func (c *simCmd) Run(ctx context.Context, log *slog.Logger) error {
@@ -43,6 +46,8 @@ func (c *simCmd) Run(ctx context.Context, log *slog.Logger) error {
 		return usageError{fmt.Errorf("SIM_TIME_SCALE %g: want more than 0", c.TimeScale)}
 	case c.APILatency < 0:
 		return usageError{fmt.Errorf("SIM_API_LATENCY %s: must not be negative", c.APILatency)}
+	case c.BlackoutAt < 0 || c.BlackoutFor < 0:
+		return usageError{fmt.Errorf("SIM_BLACKOUT_AFTER %s, SIM_BLACKOUT_FOR %s: must not be negative", c.BlackoutAt, c.BlackoutFor)}
 	}
 	store := sim.NewStore(1000)
 	store.Strict = c.Strict
@@ -69,7 +74,8 @@ func (c *simCmd) Run(ctx context.Context, log *slog.Logger) error {
 		<-ctx.Done()
 		return nil
 	}
-	sender, err := sim.NewSender(sim.SenderConfig{URL: c.URL, Secret: c.Secret, Rate: c.Rate, Count: c.Count, Duration: c.Duration, TimeScale: c.TimeScale}, log)
+	sender, err := sim.NewSender(sim.SenderConfig{URL: c.URL, Secret: c.Secret, Rate: c.Rate, Count: c.Count, Duration: c.Duration, TimeScale: c.TimeScale,
+		BlackoutAfter: c.BlackoutAt, BlackoutFor: c.BlackoutFor}, log)
 	if err != nil {
 		return err
 	}
@@ -86,7 +92,13 @@ func (c *simCmd) Run(ctx context.Context, log *slog.Logger) error {
 			}
 		}
 	}()
-	err = sender.Run(ctx, sim.NewScript(store))
+	if c.BlackoutFor > 0 {
+		log.Info("blackout planned: changes made in it send no webhook; `spectora-stream reconcile` recovers them",
+			"after", c.BlackoutAt.String(), "for", c.BlackoutFor.String())
+	}
+	script := sim.NewScript(store)
+	script.QuickPublish = c.Quick
+	err = sender.Run(ctx, script)
 	close(done)
 	fmt.Printf("sim: %s\n", sender.Stats.String())
 	if apiSrv == nil || ctx.Err() != nil {
