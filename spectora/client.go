@@ -226,7 +226,13 @@ func redact(raw string) string {
 // ParsePaths reads "inspection=/v2/inspections/{id},agent=/v2/connections/{id}":
 // entries override DefaultPaths; an empty path removes a resource.
 func ParsePaths(s string) (map[string]string, error) {
-	paths := DefaultPaths()
+	return parseOverrides(s, DefaultPaths(), "paths", "resource=/path/{id}", checkPaths)
+}
+
+// parseOverrides reads comma-separated resource=path entries over defaults;
+// an empty path removes the resource. what and form name the setting's kind
+// in errors.
+func parseOverrides(s string, paths map[string]string, what, form string, check func(map[string]string) error) (map[string]string, error) {
 	for entry := range strings.SplitSeq(s, ",") {
 		entry = strings.TrimSpace(entry)
 		if entry == "" {
@@ -235,7 +241,7 @@ func ParsePaths(s string) (map[string]string, error) {
 		res, p, ok := strings.Cut(entry, "=")
 		res, p = strings.TrimSpace(res), strings.TrimSpace(p)
 		if !ok || res == "" {
-			return nil, fmt.Errorf("%w: paths entry %q: want resource=/path/{id}", ErrConfig, entry)
+			return nil, fmt.Errorf("%w: %s entry %q: want %s", ErrConfig, what, entry, form)
 		}
 		if p == "" {
 			delete(paths, res)
@@ -243,7 +249,7 @@ func ParsePaths(s string) (map[string]string, error) {
 		}
 		paths[res] = p
 	}
-	return paths, checkPaths(paths)
+	return paths, check(paths)
 }
 
 func checkPaths(paths map[string]string) error {

@@ -19,24 +19,7 @@ import (
 // ParseListPaths reads "inspection=/v2/inspections,client=": entries
 // override DefaultListPaths; an empty path stops a resource being listed.
 func ParseListPaths(s string) (map[string]string, error) {
-	paths := DefaultListPaths()
-	for entry := range strings.SplitSeq(s, ",") {
-		entry = strings.TrimSpace(entry)
-		if entry == "" {
-			continue
-		}
-		res, p, ok := strings.Cut(entry, "=")
-		res, p = strings.TrimSpace(res), strings.TrimSpace(p)
-		if !ok || res == "" {
-			return nil, fmt.Errorf("%w: list paths entry %q: want resource=/path", ErrConfig, entry)
-		}
-		if p == "" {
-			delete(paths, res)
-			continue
-		}
-		paths[res] = p
-	}
-	return paths, checkListPaths(paths)
+	return parseOverrides(s, DefaultListPaths(), "list paths", "resource=/path", checkListPaths)
 }
 
 func checkListPaths(paths map[string]string) error {

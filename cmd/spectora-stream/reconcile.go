@@ -35,7 +35,7 @@ func (c *reconcileCmd) Run(ctx context.Context, log *slog.Logger) error {
 	if c.APIToken == "" && c.APISources == "" {
 		return usageError{errors.New("SPECTORA_API_TOKEN and SPECTORA_API_SOURCES are unset: the reconciler needs an API key")}
 	}
-	if err := c.apiFlags.validate(); err != nil {
+	if err := c.validate(); err != nil {
 		return usageError{err}
 	}
 	opts := reconcile.Options{DryRun: c.DryRun, Out: os.Stdout, Sources: splitAll(c.Sources), Resources: splitAll(c.Resources)}
