@@ -2,11 +2,9 @@ package enrich
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"log/slog"
-	"regexp"
 	"slices"
 	"time"
 
@@ -236,19 +234,14 @@ func (e *Enricher) saw(ctx context.Context, key, version, eventType string) {
 	}
 }
 
-var plainKey = regexp.MustCompile(`^[A-Za-z0-9_-]{1,200}$`)
-
 // Key is the KV key of a record: "<source>.<resource>.<id>", with IDs outside
-// the key alphabet base64url-encoded. The source is part of it: two Spectora
-// companies' records may share an ID.
+// the key alphabet base64url-encoded (stream.IDToken). The source is part of
+// it: two Spectora companies' records may share an ID.
 func Key(source, resource, id string) string {
-	if !plainKey.MatchString(id) {
-		id = "b64_" + base64.RawURLEncoding.EncodeToString([]byte(id))
-	}
 	if source == "" {
 		source = "default"
 	}
-	return source + "." + resource + "." + id
+	return source + "." + resource + "." + stream.IDToken(id)
 }
 
 // BucketConfig is the KV bucket caching records for ttl.

@@ -1,6 +1,7 @@
 package stream
 
 import (
+	"encoding/base64"
 	"fmt"
 	"strconv"
 	"strings"
@@ -16,6 +17,7 @@ const (
 	Enriched = "SPECTORA_ENRICHED"
 	// DLQ holds dead letters: messages a consumer group gave up on.
 	DLQ = "SPECTORA_DLQ"
+
 	// RecordBucket is the key-value bucket caching Spectora records for every
 	// group and instance.
 	RecordBucket = "spectora_records"
@@ -26,6 +28,10 @@ const (
 	// ReconcileBucket is the key-value bucket holding the reconciler's
 	// checkpoints, one per source and resource.
 	ReconcileBucket = "spectora_reconcile"
+	// IndexBucket is the key-value bucket listing, per record
+	// (<source>.<resource>.<id>), the raw events stored for it; kept by the
+	// indexer group.
+	IndexBucket = "spectora_index"
 )
 
 // Subject filters of the streams.
@@ -67,6 +73,17 @@ func Subjects(stream string) []string {
 		return []string{DLQSubjects}
 	}
 	return nil
+}
+
+// IDToken is a record ID as one subject or key token: itself when it is
+// made of [A-Za-z0-9_-] (at most 200), otherwise "b64_" and its base64url.
+func IDToken(id string) string {
+	if len(id) > 0 && len(id) <= 200 && strings.IndexFunc(id, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-')
+	}) < 0 {
+		return id
+	}
+	return "b64_" + base64.RawURLEncoding.EncodeToString([]byte(id))
 }
 
 // EventSubjects is the filter of a stream's events, without redrives: what a
