@@ -16,12 +16,76 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/encoding/protojson"
 
+	"github.com/spectora-stream/spectora-stream/internal/eventindex"
 	"github.com/spectora-stream/spectora-stream/stream"
 )
 
 type eventsCmd struct {
 	Tail eventsTailCmd `cmd:"" help:"Print the newest events of a stream, decoded; --follow keeps printing new ones."`
 	Get  eventsGetCmd  `cmd:"" help:"Print one event by its sequence in a stream, decoded."`
+	Find eventsFindCmd `cmd:"" help:"List every event stored for one record, newest first (needs the indexer group)."`
+}
+
+type eventsFindCmd struct {
+	NATS     clientFlags `embed:""`
+	Record   string      `arg:"" help:"The record's ID, e.g. 1234."`
+	Resource string      `name:"resource" short:"r" default:"inspection" help:"The record's resource: inspection, agent, client."`
+	Source   string      `name:"source" default:"default" help:"The webhook source (Spectora company) the record belongs to."`
+	Last     int         `name:"last" short:"n" default:"20" help:"How many of its newest events to list."`
+	Full     bool        `name:"full" help:"Print each event decoded from SPECTORA, as events get does."`
+}
+
+func (c *eventsFindCmd) Run(ctx context.Context) error {
+	if c.Last < 1 {
+		return usageError{fmt.Errorf("--last %d: want at least 1", c.Last)}
+	}
+	conn, js, err := c.NATS.connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	kv, err := js.KeyValue(ctx, stream.IndexBucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		return fmt.Errorf("no index (bucket %s): the %s group keeps it; add it to CONSUMER_GROUPS", stream.IndexBucket, eventindex.GroupName)
+	}
+	if err != nil {
+		return err
+	}
+	entries, err := eventindex.Lookup(ctx, kv, c.Source, c.Resource, c.Record, c.Last)
+	if err != nil {
+		return err
+	}
+	if len(entries) == 0 {
+		fmt.Printf("no events indexed for %s %s of source %s\n", c.Resource, c.Record, c.Source)
+		return nil
+	}
+	raw, err := js.Stream(ctx, stream.Raw)
+	if err != nil {
+		return err
+	}
+	f := eventsFormat{Stream: stream.Raw}
+	for _, e := range entries {
+		if !c.Full {
+			origin := ""
+			if e.Origin != "" {
+				origin = "  (" + e.Origin + ")"
+			}
+			fmt.Printf("%s #%d  %s  %-32s %s%s\n", stream.Raw, e.Seq, e.ReceivedAt.UTC().Format(time.RFC3339), e.Subject, e.ID, origin)
+			continue
+		}
+		m, err := raw.GetMsg(ctx, e.Seq)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			fmt.Printf("%s #%d  (no longer stored: removed by the stream's limits)\n\n", stream.Raw, e.Seq)
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if err := f.print(os.Stdout, m.Sequence, m.Subject, m.Time, m.Header, m.Data); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // eventsFormat is how events print.

@@ -11,6 +11,7 @@ import (
 	"github.com/spectora-stream/spectora-stream/enrich"
 	"github.com/spectora-stream/spectora-stream/gateway"
 	"github.com/spectora-stream/spectora-stream/internal/audit"
+	"github.com/spectora-stream/spectora-stream/internal/eventindex"
 	"github.com/spectora-stream/spectora-stream/internal/natsx"
 	"github.com/spectora-stream/spectora-stream/reconcile"
 	"github.com/spectora-stream/spectora-stream/spectora"
@@ -187,7 +188,7 @@ func (f gatewayFlags) jetStreamOpts() []jetstream.JetStreamOpt {
 
 // consumerFlags configure the built-in consumer groups and enrichment.
 type consumerFlags struct {
-	Groups       string          `name:"consumer-groups" env:"CONSUMER_GROUPS" default:"enricher,audit" help:"Built-in groups to run, comma-separated: enricher, audit (${env})."`
+	Groups       string          `name:"consumer-groups" env:"CONSUMER_GROUPS" default:"enricher,audit" help:"Built-in groups to run, comma-separated: enricher, audit, indexer (${env})."`
 	Concurrency  int             `name:"consumer-concurrency" env:"CONSUMER_CONCURRENCY" default:"64" help:"Messages each group handles at once in this process; 1 to 1024 (${env})."`
 	MaxDeliver   int             `name:"consumer-max-deliver" env:"CONSUMER_MAX_DELIVER" default:"5" help:"Deliveries before a message is dead-lettered; at least 1 (${env})."`
 	Backoff      []time.Duration `name:"consumer-backoff" env:"CONSUMER_BACKOFF" default:"1s,5s,30s,2m" placeholder:"DELAYS" help:"Redelivery delays after the 1st, 2nd, … failure, comma-separated; the last repeats; 0 redelivers at once. Default 1s,5s,30s,2m (${env})."`
@@ -255,14 +256,14 @@ func (f consumerFlags) groups() ([]string, error) {
 		if seen[g] {
 			continue
 		}
-		if g != enrich.GroupName && g != audit.GroupName {
-			return nil, fmt.Errorf("CONSUMER_GROUPS: unknown group %q (built-in: %s, %s)", g, enrich.GroupName, audit.GroupName)
+		if g != enrich.GroupName && g != audit.GroupName && g != eventindex.GroupName {
+			return nil, fmt.Errorf("CONSUMER_GROUPS: unknown group %q (built-in: %s, %s, %s)", g, enrich.GroupName, audit.GroupName, eventindex.GroupName)
 		}
 		seen[g] = true
 		out = append(out, g)
 	}
 	if len(out) == 0 {
-		return nil, fmt.Errorf("CONSUMER_GROUPS is empty (built-in: %s, %s)", enrich.GroupName, audit.GroupName)
+		return nil, fmt.Errorf("CONSUMER_GROUPS is empty (built-in: %s, %s, %s)", enrich.GroupName, audit.GroupName, eventindex.GroupName)
 	}
 	return out, nil
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/spectora-stream/spectora-stream/gateway"
 	"github.com/spectora-stream/spectora-stream/internal/audit"
 	"github.com/spectora-stream/spectora-stream/internal/embedded"
+	"github.com/spectora-stream/spectora-stream/internal/eventindex"
 	"github.com/spectora-stream/spectora-stream/internal/natsx"
 	"github.com/spectora-stream/spectora-stream/internal/ops"
 	"github.com/spectora-stream/spectora-stream/internal/telemetry/otlp"
@@ -188,7 +189,7 @@ func run(ctx context.Context, log *slog.Logger, p process) (err error) {
 	var groups *runningGroups
 	if p.consumers != nil {
 		limits, _ := p.Streams.limits()
-		groups, err = startGroups(ctx, js, reg, tel, *p.consumers, limits.Replicas, failed, log)
+		groups, err = startGroups(ctx, js, reg, tel, *p.consumers, limits, failed, log)
 		if err != nil {
 			if gw != nil {
 				gw.stop(js, ready, log)
@@ -324,7 +325,8 @@ type runningGroups struct {
 }
 
 func startGroups(ctx context.Context, js jetstream.JetStream, reg prometheus.Registerer, tel *otlp.Telemetry,
-	cf consumerFlags, replicas int, failed chan<- error, log *slog.Logger) (*runningGroups, error) {
+	cf consumerFlags, limits stream.Limits, failed chan<- error, log *slog.Logger) (*runningGroups, error) {
+	replicas := limits.Replicas
 	names, err := cf.groups()
 	if err != nil {
 		return nil, err
@@ -364,6 +366,13 @@ func startGroups(ctx context.Context, js jetstream.JetStream, reg prometheus.Reg
 			}
 			cfg.Stream = stream.Enriched
 			cfg.Handler = rg.audit.Handler()
+		case eventindex.GroupName:
+			kv, err := js.CreateOrUpdateKeyValue(ctx, eventindex.BucketConfig(limits.MaxAge, replicas))
+			if err != nil {
+				rg.closeAudit()
+				return nil, fmt.Errorf("index bucket %s: %w", stream.IndexBucket, err)
+			}
+			cfg.Handler = eventindex.Handler(kv)
 		}
 		g, err := consumers.NewGroup(cfg, js)
 		if err != nil {

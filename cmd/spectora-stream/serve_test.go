@@ -14,12 +14,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/spectora-stream/spectora-stream/admin"
 	"github.com/spectora-stream/spectora-stream/enrich"
 	"github.com/spectora-stream/spectora-stream/internal/audit"
+	"github.com/spectora-stream/spectora-stream/internal/eventindex"
 	"github.com/spectora-stream/spectora-stream/internal/natstest"
 	"github.com/spectora-stream/spectora-stream/internal/sim"
 	"github.com/spectora-stream/spectora-stream/spectora"
+	"github.com/spectora-stream/spectora-stream/stream"
 )
 
 func testConsumerFlags(t *testing.T, apiURL string) consumerFlags {
@@ -84,6 +88,7 @@ func TestServeEndToEndWithSimulator(t *testing.T) {
 	p := testProcess(t, t.TempDir())
 	p.Embedded.Listen = freeAddr(t) // operator commands connect here
 	cf := testConsumerFlags(t, apiSrv.URL)
+	cf.Groups = "enricher,audit,indexer"
 	p.consumers = &cf
 	gf := p.gateway
 	stop := startServe(t, p)
@@ -140,6 +145,22 @@ func TestServeEndToEndWithSimulator(t *testing.T) {
 		t.Errorf("events get 9999: %v", err)
 	}
 
+	// events find: every event of inspection 503 (the round's first), newest
+	// first, from the indexer group's index.
+	natstest.WaitDone(t, operatorJS(t, client), stream.Raw, eventindex.GroupName, sim.RoundLength)
+	out = stdoutOf(t, func() error {
+		return (&eventsFindCmd{NATS: client, Record: "503", Resource: "inspection", Source: "default", Last: 20}).Run(context.Background())
+	})
+	var subjects []string
+	for l := range strings.Lines(out) {
+		if f := strings.Fields(l); len(f) >= 4 && f[0] == "SPECTORA" {
+			subjects = append(subjects, f[3])
+		}
+	}
+	if strings.Join(subjects, " ") != "spectora.inspection.published spectora.inspection.rescheduled spectora.inspection.confirmed spectora.inspection.created" {
+		t.Errorf("events find 503:\n%s", out)
+	}
+
 	// The API breaks: the enricher dead-letters after 3 deliveries.
 	failing.Store(true)
 	signerSend(t, gf, "inspection.confirmed", "501")
@@ -188,6 +209,17 @@ func TestServeEndToEndWithSimulator(t *testing.T) {
 }
 
 // stdoutOf runs f and returns what it printed on stdout.
+// operatorJS connects as an operator command does.
+func operatorJS(t *testing.T, client clientFlags) jetstream.JetStream {
+	t.Helper()
+	conn, js, err := client.connect(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(conn.Close)
+	return js
+}
+
 func stdoutOf(t *testing.T, f func() error) string {
 	t.Helper()
 	r, w, err := os.Pipe()
