@@ -146,8 +146,9 @@ func isWrongSequence(err error) bool {
 		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
 }
 
-// Newer reports whether version a is later than b: as times when both are
-// RFC 3339, otherwise whenever they differ (a hash changes with the record).
+// Newer reports whether version a replaces b: later as times when both are
+// RFC 3339, otherwise whenever they differ (a hash changes with the record;
+// the last writer wins).
 func Newer(a, b string) bool {
 	ta, errA := time.Parse(time.RFC3339Nano, a)
 	tb, errB := time.Parse(time.RFC3339Nano, b)
@@ -157,8 +158,18 @@ func Newer(a, b string) bool {
 	return a != b
 }
 
-// Covers reports whether an entry's version is the same as, or later than,
-// version: the system has seen that state of the record or a later one.
+// Covers reports whether an entry's version is the same as, or (both being
+// RFC 3339 times) later than, version: the system has seen that state of the
+// record or a later one. Versions that aren't times (a hash, a counter) cover
+// only themselves.
 func (e VersionEntry) Covers(version string) bool {
-	return e.Version != "" && (e.Version == version || Newer(e.Version, version))
+	if e.Version == "" {
+		return false
+	}
+	if e.Version == version {
+		return true
+	}
+	seen, errA := time.Parse(time.RFC3339Nano, e.Version)
+	listed, errB := time.Parse(time.RFC3339Nano, version)
+	return errA == nil && errB == nil && !seen.Before(listed)
 }

@@ -26,9 +26,9 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Help: "Records the reconciler read from Spectora's list endpoints.",
 		}, []string{"source", "resource"}),
 		runs: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "spectora_reconciler_runs_total",
+			Name: "spectora_reconciler_passes_total",
 			Help: "Reconciliation passes over one source and resource, by result: ok or error.",
-		}, []string{"result"}),
+		}, []string{"source", "resource", "result"}),
 		lastSuccess: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "spectora_reconciler_last_success_timestamp_seconds",
 			Help: "Unix time of the last reconciliation run in which every pass succeeded.",
@@ -54,14 +54,29 @@ func (m *Metrics) listedN(source, resource string, n int) {
 	}
 }
 
-func (m *Metrics) pass(err error) {
+func (m *Metrics) pass(source, resource string, err error) {
 	if m == nil {
 		return
 	}
 	if err != nil {
-		m.runs.WithLabelValues("error").Inc()
+		m.runs.WithLabelValues(source, resource, "error").Inc()
 	} else {
-		m.runs.WithLabelValues("ok").Inc()
+		m.runs.WithLabelValues(source, resource, "ok").Inc()
+	}
+}
+
+// init creates every series of a source and resource at 0, so the first
+// increase after a start is seen by increase() and the alerts.
+func (m *Metrics) init(source, resource string) {
+	if m == nil {
+		return
+	}
+	for _, kind := range []string{"reconciled", "rule"} {
+		m.events.WithLabelValues(source, resource, kind)
+	}
+	m.listed.WithLabelValues(source, resource)
+	for _, result := range []string{"ok", "error"} {
+		m.runs.WithLabelValues(source, resource, result)
 	}
 }
 

@@ -46,8 +46,8 @@ type Config struct {
 	// Sources maps a source (Spectora company, as webhooks name it) to the
 	// API client listing its records.
 	Sources map[string]Lister
-	// Resources are the resources reconciled; default every resource a
-	// source's client lists (inspection, agent, client).
+	// Resources are the resources reconciled, where a source's client has a
+	// list path for them; default inspection, agent and client.
 	Resources []string
 	// Versions is what the enricher saw.
 	Versions *enrich.Versions
@@ -111,7 +111,21 @@ func New(cfg Config) (*Reconciler, error) {
 	if tp == nil {
 		tp = noop.NewTracerProvider()
 	}
-	return &Reconciler{cfg: cfg, tracer: tp.Tracer(telemetry.ScopeName), log: cfg.Logger.With("component", "reconciler")}, nil
+	rc := &Reconciler{cfg: cfg, tracer: tp.Tracer(telemetry.ScopeName), log: cfg.Logger.With("component", "reconciler")}
+	for source, l := range cfg.Sources {
+		for _, resource := range rc.resources(l, nil) {
+			cfg.Metrics.init(source, resource)
+		}
+	}
+	return rc, nil
+}
+
+// Resources are the resources reconciled by default.
+func (rc *Reconciler) Resources() []string {
+	if len(rc.cfg.Resources) == 0 {
+		return []string{"inspection", "agent", "client"}
+	}
+	return rc.cfg.Resources
 }
 
 // CheckpointBucketConfig is the bucket of checkpoints.
@@ -183,6 +197,11 @@ func (rc *Reconciler) Run(ctx context.Context, opts Options) (Result, error) {
 			return total, fmt.Errorf("source %q has no API client (known: %v)", want, sources)
 		}
 	}
+	for _, want := range opts.Resources {
+		if !slices.Contains(rc.Resources(), want) {
+			return total, fmt.Errorf("resource %q is not reconciled (known: %v)", want, rc.Resources())
+		}
+	}
 	for _, source := range sources {
 		if len(opts.Sources) > 0 && !slices.Contains(opts.Sources, source) {
 			continue
@@ -190,7 +209,7 @@ func (rc *Reconciler) Run(ctx context.Context, opts Options) (Result, error) {
 		lister := rc.cfg.Sources[source]
 		for _, resource := range rc.resources(lister, opts.Resources) {
 			res, err := rc.pass(ctx, source, resource, lister, opts)
-			rc.cfg.Metrics.pass(err)
+			rc.cfg.Metrics.pass(source, resource, err)
 			total.Passes++
 			total.Listed += res.Listed
 			total.Seen += res.Seen
@@ -212,12 +231,8 @@ func (rc *Reconciler) Run(ctx context.Context, opts Options) (Result, error) {
 }
 
 func (rc *Reconciler) resources(l Lister, only []string) []string {
-	want := rc.cfg.Resources
-	if len(want) == 0 {
-		want = []string{"inspection", "agent", "client"}
-	}
 	var out []string
-	for _, res := range want {
+	for _, res := range rc.Resources() {
 		if l.Lists(res) && (len(only) == 0 || slices.Contains(only, res)) {
 			out = append(out, res)
 		}
@@ -277,11 +292,19 @@ func (rc *Reconciler) pass(ctx context.Context, source, resource string, l Liste
 		return res, nil
 	}
 	rc.log.Debug("reconciling", "source", source, "resource", resource, "since", since, "until", until)
+	changedMeanwhile := false
 	err = l.List(ctx, resource, since, func(items []spectora.Listed) error {
 		res.Listed += len(items)
 		rc.cfg.Metrics.listedN(source, resource, len(items))
 		for _, item := range items {
-			if err := rc.item(ctx, source, resource, item, until, opts, &res); err != nil {
+			version := rc.cfg.Versions.Of(item.Record.Body)
+			if t, err := time.Parse(time.RFC3339Nano, version); err == nil && t.After(now) {
+				// Changed while the list was read: with page offsets, a
+				// record may have moved past another one, which then
+				// wasn't listed. Read this window again next time.
+				changedMeanwhile = true
+			}
+			if err := rc.item(ctx, source, resource, item, version, until, opts, &res); err != nil {
 				return err
 			}
 		}
@@ -290,7 +313,10 @@ func (rc *Reconciler) pass(ctx context.Context, source, resource string, l Liste
 	if err != nil || opts.DryRun {
 		return res, err
 	}
-	if until.After(cp.Through) {
+	// The checkpoint moves to until, only when everything since it was
+	// read: not after a --since later than it (the gap between would never
+	// be read), nor when records changed during the listing.
+	if until.After(cp.Through) && !changedMeanwhile && (opts.Since.IsZero() || cp.Through.IsZero() || !opts.Since.After(cp.Through)) {
 		cp.Through = until
 	}
 	cp.RanAt, cp.Listed, cp.Emitted = rc.cfg.Now().UTC(), res.Listed, res.Emitted
@@ -317,8 +343,7 @@ func (rc *Reconciler) checkpoint(ctx context.Context, key string) (Checkpoint, e
 }
 
 // item compares one listed record with what the system saw.
-func (rc *Reconciler) item(ctx context.Context, source, resource string, item spectora.Listed, until time.Time, opts Options, res *Result) error {
-	version := rc.cfg.Versions.Of(item.Record.Body)
+func (rc *Reconciler) item(ctx context.Context, source, resource string, item spectora.Listed, version string, until time.Time, opts Options, res *Result) error {
 	if t, err := time.Parse(time.RFC3339Nano, version); err == nil && t.After(until) {
 		return nil // too recent: its webhook may be on its way; the next run reads it
 	}
@@ -328,16 +353,18 @@ func (rc *Reconciler) item(ctx context.Context, source, resource string, item sp
 		return fmt.Errorf("version of %s: %w", key, err)
 	}
 	if seen.Covers(version) {
+		// Seen: its state arrived by webhook (or an earlier run), so no
+		// rule applies either: a rule derives an event only from a change
+		// nobody announced.
 		res.Seen++
-	} else {
-		route := stream.Route{Resource: resource, Action: Action}
-		id := MessageID(source, resource, item.ID, version)
-		if _, err := rc.emit(ctx, source, route, id, item, version, "reconciled", opts, res); err != nil {
-			return err
-		}
-		if !opts.DryRun {
-			rc.saw(ctx, key, version, "")
-		}
+		return nil
+	}
+	route := stream.Route{Resource: resource, Action: Action}
+	if _, err := rc.emit(ctx, source, route, MessageID(source, resource, item.ID, version), item, version, "reconciled", opts, res); err != nil {
+		return err
+	}
+	if !opts.DryRun {
+		rc.saw(ctx, key, version, "")
 	}
 	for _, rule := range rc.cfg.Rules {
 		if rule.Route().Resource != resource || slices.Contains(seen.Types, rule.EventType) || !rule.Matches(item.Record.Body) {

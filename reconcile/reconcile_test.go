@@ -340,6 +340,69 @@ func TestDryRunPrintsAndStoresNothing(t *testing.T) {
 	if _, err := e.reconciler(t).Run(context.Background(), reconcile.Options{Sources: []string{"gamma"}}); err == nil || !strings.Contains(err.Error(), `"gamma"`) {
 		t.Fatalf("unknown source: %v", err)
 	}
+	if _, err := e.reconciler(t).Run(context.Background(), reconcile.Options{Resources: []string{"inspections"}}); err == nil || !strings.Contains(err.Error(), `"inspections"`) {
+		t.Fatalf("unknown resource: %v", err)
+	}
+}
+
+// A --since later than the checkpoint reads from there but leaves the
+// checkpoint: the changes between the two are read by the next run.
+func TestSinceAfterTheCheckpointLeavesIt(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	c := e.companies["acme"]
+	opts := reconcile.Options{Sources: []string{"acme"}, Resources: []string{"client"}}
+	e.run(t, opts) // the checkpoint: now
+	gap := c.store.Create(sim.TypeClient)
+	time.Sleep(20 * time.Millisecond)
+	since := time.Now()
+	later := c.store.Create(sim.TypeClient)
+	withSince := opts
+	withSince.Since = since
+	if res := e.run(t, withSince); res.Emitted != 1 {
+		t.Fatalf("--since after %s's change: %s, want only %s", gap, res, later)
+	}
+	if res := e.run(t, opts); res.Emitted != 1 || res.Seen != 1 {
+		t.Fatalf("from the checkpoint: %s, want %s recovered and %s seen", res, gap, later)
+	}
+}
+
+// Every series of the alerts exists from the start, at 0, so the first
+// increase after a restart is an increase.
+func TestMetricsStartAtZero(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	reg := prometheus.NewRegistry()
+	m, err := reconcile.NewMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := reconcile.New(reconcile.Config{Sources: map[string]reconcile.Lister{"acme": e.clients["acme"]}, Versions: e.versions,
+		Checkpoints: e.cps, Publisher: e.js, Metrics: m}); err != nil {
+		t.Fatal(err)
+	}
+	// 3 resources × (reconciled, rule); 3 × (ok, error); 3 listed.
+	for name, want := range map[string]int{"spectora_reconciler_events_total": 6, "spectora_reconciler_passes_total": 6, "spectora_reconciler_records_listed_total": 3} {
+		if n := seriesAtZero(t, reg, name); n != want {
+			t.Errorf("%s: %d series at 0 at start, want %d", name, n, want)
+		}
+	}
+}
+
+func seriesAtZero(t *testing.T, g prometheus.Gatherer, name string) int {
+	mfs, err := g.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			if mf.GetName() == name && m.GetCounter().GetValue() == 0 {
+				n++
+			}
+		}
+	}
+	return n
 }
 
 func TestParseRules(t *testing.T) {

@@ -19,7 +19,7 @@ type reconcileCmd struct {
 	clientFlags `embed:""`
 	apiFlags    `embed:""`
 	Reconcile   reconcileFlags `embed:""`
-	Replicas    int            `name:"nats-stream-replicas" env:"NATS_STREAM_REPLICAS" default:"1" help:"Replicas of the version and checkpoint buckets if this run creates them (${env})."`
+	Replicas    int            `name:"nats-stream-replicas" env:"NATS_STREAM_REPLICAS" default:"1" help:"Replicas of the version and checkpoint buckets when they don't exist yet and this run creates them; existing buckets are used as they are (${env})."`
 
 	Since     string   `name:"since" placeholder:"DURATION|TIME" help:"Read changes made since this long ago (72h) or since this RFC 3339 time, instead of each checkpoint."`
 	Sources   []string `name:"source" placeholder:"NAME" help:"Only this source (repeatable, or comma-separated); default every source with an API key."`
@@ -64,7 +64,7 @@ func (c *reconcileCmd) Run(ctx context.Context, log *slog.Logger) error {
 		return err
 	}
 	defer conn.Close()
-	rc, err := newReconciler(ctx, js, nil, tel, c.Reconcile, c.Replicas, clients, log)
+	rc, err := newReconciler(ctx, js, nil, tel, c.Reconcile, c.Replicas, clients, false, log)
 	if err != nil {
 		return err
 	}

@@ -126,9 +126,10 @@ func TestReconcileKilledMidRunLosesAndDuplicatesNothing(t *testing.T) {
 		k, v, _ := strings.Cut(kv, "=")
 		t.Setenv(k, v)
 	}
-	// The rerun finds what the killed run stored seen (it records each
-	// version after the PubAck) or, killed in between, already stored.
-	code, stdout, stderr := runCLI(t, args...)
+	// The rerun, from the checkpoint the killed run never moved, finds what
+	// it stored seen (it records each version after the PubAck) or, killed in
+	// between, already stored.
+	code, stdout, stderr := runCLI(t, "reconcile", "--resource", "client", "--reconcile-lookback", "1h")
 	var res reconcile.Result
 	var passes int
 	if _, err := fmt.Sscanf(strings.TrimSpace(stdout), "reconcile: passes %d, listed %d, already seen %d, emitted %d (rules %d), already stored %d",

@@ -341,7 +341,7 @@ func startGroups(ctx context.Context, js jetstream.JetStream, reg prometheus.Reg
 	}
 	var rc *reconcile.Reconciler
 	if cf.Interval > 0 {
-		if rc, err = newReconciler(ctx, js, reg, tel, cf.Reconcile, replicas, clients, log); err != nil {
+		if rc, err = newReconciler(ctx, js, reg, tel, cf.Reconcile, replicas, clients, true, log); err != nil {
 			return nil, err
 		}
 	}
@@ -424,11 +424,29 @@ func newEnricher(ctx context.Context, js jetstream.JetStream, reg prometheus.Reg
 
 // openVersions opens (creating or updating) the bucket of seen versions.
 func openVersions(ctx context.Context, js jetstream.JetStream, rf reconcileFlags, replicas int) (*enrich.Versions, error) {
-	kv, err := js.CreateOrUpdateKeyValue(ctx, enrich.VersionBucketConfig(rf.VersionsTTL, replicas))
+	kv, err := bucket(ctx, js, enrich.VersionBucketConfig(rf.VersionsTTL, replicas), true)
 	if err != nil {
-		return nil, fmt.Errorf("version bucket %s: %w", stream.VersionBucket, err)
+		return nil, err
 	}
 	return enrich.NewVersions(kv, rf.VersionField), nil
+}
+
+// bucket opens a key-value bucket. The servers own its configuration
+// (update: they create or update it as configured); an operator command
+// (update false) uses it as it is and creates it only when it is missing,
+// so a run from a laptop never rewrites production's replicas or TTL.
+func bucket(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig, update bool) (jetstream.KeyValue, error) {
+	var kv jetstream.KeyValue
+	var err error
+	if update {
+		kv, err = js.CreateOrUpdateKeyValue(ctx, cfg)
+	} else if kv, err = js.KeyValue(ctx, cfg.Bucket); errors.Is(err, jetstream.ErrBucketNotFound) {
+		kv, err = js.CreateKeyValue(ctx, cfg)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("bucket %s: %w", cfg.Bucket, err)
+	}
+	return kv, nil
 }
 
 // apiClients builds one Spectora API client per company, shared by the
@@ -486,14 +504,15 @@ func apiClients(af apiFlags, reg prometheus.Registerer, tel *otlp.Telemetry, log
 // client lists its records; the key that serves every source reconciles the
 // default source.
 func newReconciler(ctx context.Context, js jetstream.JetStream, reg prometheus.Registerer, tel *otlp.Telemetry,
-	rf reconcileFlags, replicas int, clients enrich.Clients, log *slog.Logger) (*reconcile.Reconciler, error) {
-	versions, err := openVersions(ctx, js, rf, replicas)
+	rf reconcileFlags, replicas int, clients enrich.Clients, server bool, log *slog.Logger) (*reconcile.Reconciler, error) {
+	vkv, err := bucket(ctx, js, enrich.VersionBucketConfig(rf.VersionsTTL, replicas), server)
 	if err != nil {
 		return nil, err
 	}
-	cps, err := js.CreateOrUpdateKeyValue(ctx, reconcile.CheckpointBucketConfig(replicas))
+	versions := enrich.NewVersions(vkv, rf.VersionField)
+	cps, err := bucket(ctx, js, reconcile.CheckpointBucketConfig(replicas), server)
 	if err != nil {
-		return nil, fmt.Errorf("checkpoint bucket %s: %w", stream.ReconcileBucket, err)
+		return nil, err
 	}
 	var metrics *reconcile.Metrics
 	if reg != nil {
