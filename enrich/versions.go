@@ -6,13 +6,13 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/tidwall/gjson"
 
+	"github.com/spectora-stream/spectora-stream/internal/natsx"
 	"github.com/spectora-stream/spectora-stream/stream"
 )
 
@@ -79,24 +79,16 @@ func (v *Versions) Field() string { return v.field }
 
 // Get returns key's entry; false when there is none.
 func (v *Versions) Get(ctx context.Context, key string) (VersionEntry, bool, error) {
-	e, _, ok, err := v.get(ctx, key)
-	return e, ok, err
-}
-
-func (v *Versions) get(ctx context.Context, key string) (VersionEntry, uint64, bool, error) {
 	entry, err := v.kv.Get(ctx, key)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return VersionEntry{}, 0, false, nil
+		return VersionEntry{}, false, nil
 	}
 	if err != nil {
-		return VersionEntry{}, 0, false, err
+		return VersionEntry{}, false, err
 	}
 	var e VersionEntry
-	if err := json.Unmarshal(entry.Value(), &e); err != nil {
-		// Unreadable: overwrite it.
-		return VersionEntry{}, entry.Revision(), true, nil
-	}
-	return e, entry.Revision(), true, nil
+	_ = json.Unmarshal(entry.Value(), &e) // unreadable: as if nothing was seen
+	return e, true, nil
 }
 
 // Saw records that the system saw version (unless "") and eventType (unless
@@ -104,11 +96,9 @@ func (v *Versions) get(ctx context.Context, key string) (VersionEntry, uint64, b
 // instances fetching one record, the later state stays. Concurrent writers
 // are serialised by the bucket's revisions.
 func (v *Versions) Saw(ctx context.Context, key, version, eventType string) error {
-	for range 10 {
-		e, rev, exists, err := v.get(ctx, key)
-		if err != nil {
-			return err
-		}
+	return natsx.UpdateKey(ctx, v.kv, key, func(current []byte) ([]byte, error) {
+		var e VersionEntry
+		_ = json.Unmarshal(current, &e) // missing or unreadable: start over
 		changed := false
 		if version != "" && (e.Version == "" || Newer(version, e.Version)) {
 			e.Version, changed = version, true
@@ -117,33 +107,11 @@ func (v *Versions) Saw(ctx context.Context, key, version, eventType string) erro
 			e.Types, changed = append(e.Types, eventType), true
 		}
 		if !changed {
-			return nil
+			return nil, natsx.ErrUnchanged
 		}
 		e.At = time.Now().UTC()
-		b, err := json.Marshal(e)
-		if err != nil {
-			return err
-		}
-		if exists {
-			_, err = v.kv.Update(ctx, key, b, rev)
-		} else {
-			_, err = v.kv.Create(ctx, key, b)
-		}
-		if err == nil {
-			return nil
-		}
-		if !errors.Is(err, jetstream.ErrKeyExists) && !isWrongSequence(err) {
-			return err
-		}
-		// Another writer came first: read again.
-	}
-	return fmt.Errorf("version of %s: too many concurrent writers", key)
-}
-
-func isWrongSequence(err error) bool {
-	var apiErr *jetstream.APIError
-	return errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
-		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
+		return json.Marshal(e)
+	})
 }
 
 // Newer reports whether version a replaces b: later as times when both are

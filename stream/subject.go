@@ -79,7 +79,7 @@ func Subjects(stream string) []string {
 // made of [A-Za-z0-9_-] (at most 200), otherwise "b64_" and its base64url.
 func IDToken(id string) string {
 	if len(id) > 0 && len(id) <= 200 && strings.IndexFunc(id, func(r rune) bool {
-		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-')
+		return (r < 'a' || r > 'z') && (r < 'A' || r > 'Z') && (r < '0' || r > '9') && r != '_' && r != '-'
 	}) < 0 {
 		return id
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/spectora-stream/spectora-stream/consumers"
+	"github.com/spectora-stream/spectora-stream/internal/natsx"
 	"github.com/spectora-stream/spectora-stream/stream"
 )
 
@@ -85,46 +86,23 @@ func Key(source, resource, id string) string {
 }
 
 func add(ctx context.Context, kv jetstream.KeyValue, key string, e Entry) error {
-	for range 20 {
+	err := natsx.UpdateKey(ctx, kv, key, func(current []byte) ([]byte, error) {
 		var entries []Entry
-		var rev uint64
-		cur, err := kv.Get(ctx, key)
-		switch {
-		case errors.Is(err, jetstream.ErrKeyNotFound):
-		case err != nil:
-			return fmt.Errorf("index %s: %w", key, err)
-		default:
-			rev = cur.Revision()
-			_ = json.Unmarshal(cur.Value(), &entries) // unreadable: start over
-		}
+		_ = json.Unmarshal(current, &entries) // missing or unreadable: start over
 		if slices.ContainsFunc(entries, func(x Entry) bool { return x.Seq == e.Seq }) {
-			return nil
+			return nil, natsx.ErrUnchanged
 		}
 		entries = append(entries, e)
 		slices.SortFunc(entries, func(a, b Entry) int { return cmp.Compare(a.Seq, b.Seq) })
 		if len(entries) > MaxEntries {
 			entries = entries[len(entries)-MaxEntries:]
 		}
-		data, err := json.Marshal(entries)
-		if err != nil {
-			return consumers.Permanent(err)
-		}
-		if rev == 0 {
-			_, err = kv.Create(ctx, key, data)
-		} else {
-			_, err = kv.Update(ctx, key, data, rev)
-		}
-		if err == nil {
-			return nil
-		}
-		if !errors.Is(err, jetstream.ErrKeyExists) {
-			var apiErr *jetstream.APIError
-			if !errors.As(err, &apiErr) || (apiErr.ErrorCode != jetstream.JSErrCodeStreamWrongLastSequence && apiErr.ErrorCode != jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
-				return fmt.Errorf("index %s: %w", key, err)
-			}
-		}
+		return json.Marshal(entries)
+	})
+	if err != nil {
+		return fmt.Errorf("index %s: %w", key, err)
 	}
-	return fmt.Errorf("index %s: too many concurrent writers; retried", key)
+	return nil
 }
 
 // MaxLookup bounds the entries one look-up returns.
