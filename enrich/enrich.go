@@ -109,7 +109,9 @@ func (e *Enricher) Record(ctx context.Context, ev *spectorav1.WebhookEvent) (spe
 	if len(ev.GetRecord()) > 0 {
 		// The reconciler listed the record and sent it along: no fetch.
 		rec := spectora.Record{Status: spectorav1.RecordStatus_RECORD_STATUS_FOUND, Body: ev.GetRecord(), FetchedAt: ev.GetRecordListedAt().AsTime()}
-		e.store(ctx, key, rec)
+		if c, ok := e.read(ctx, key); !ok || c.FetchedAt.Before(rec.FetchedAt) {
+			e.store(ctx, key, rec) // never over a copy fetched after the listing
+		}
 		version := ev.GetRecordVersion()
 		if version == "" && e.cfg.Versions != nil {
 			version = e.cfg.Versions.Of(rec.Body)
@@ -186,27 +188,32 @@ func (e *Enricher) cachedSpan(ctx context.Context, key string, eventTime time.Ti
 // cached returns the cached record if it was fetched at or after eventTime,
 // i.e. it already reflects the change the event announces.
 func (e *Enricher) cached(ctx context.Context, key string, eventTime time.Time) (spectora.Record, bool) {
-	if e.kv == nil {
+	c, ok := e.read(ctx, key)
+	switch {
+	case !ok:
+		e.cfg.Metrics.count("miss")
 		return spectora.Record{}, false
+	case c.FetchedAt.Before(eventTime):
+		e.cfg.Metrics.count("stale")
+		return spectora.Record{}, false
+	}
+	return spectora.Record{Status: c.Status, Body: c.Body, Path: c.Path, FetchedAt: c.FetchedAt}, true
+}
+
+// read returns key's cache entry, if there is a readable one.
+func (e *Enricher) read(ctx context.Context, key string) (cachedRecord, bool) {
+	var c cachedRecord
+	if e.kv == nil {
+		return c, false
 	}
 	entry, err := e.kv.Get(ctx, key)
 	if err != nil {
 		if !errors.Is(err, jetstream.ErrKeyNotFound) {
 			e.log.Warn("record cache read failed; fetching", "key", key, "err", err)
 		}
-		e.cfg.Metrics.count("miss")
-		return spectora.Record{}, false
+		return c, false
 	}
-	var c cachedRecord
-	if err := json.Unmarshal(entry.Value(), &c); err != nil {
-		e.cfg.Metrics.count("miss")
-		return spectora.Record{}, false
-	}
-	if c.FetchedAt.Before(eventTime) {
-		e.cfg.Metrics.count("stale")
-		return spectora.Record{}, false
-	}
-	return spectora.Record{Status: c.Status, Body: c.Body, Path: c.Path, FetchedAt: c.FetchedAt}, true
+	return c, json.Unmarshal(entry.Value(), &c) == nil
 }
 
 func (e *Enricher) store(ctx context.Context, key string, rec spectora.Record) {

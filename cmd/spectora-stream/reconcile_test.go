@@ -104,7 +104,7 @@ func TestReconcileKilledMidRunLosesAndDuplicatesNothing(t *testing.T) {
 	env := []string{"NATS_URL=" + srv.ClientURL(), "SPECTORA_API_URL=" + apiSrv.URL, "SPECTORA_API_TOKEN=k",
 		"SPECTORA_API_RATE_LIMIT=100", "RECONCILE_SETTLE=1ms", "LOG_FORMAT=json"}
 
-	cmd := exec.Command(os.Args[0], "-test.run=^TestMainSubprocess$")
+	cmd := exec.Command(os.Args[0])
 	cmd.Env = append(os.Environ(), append(env, "SPECTORA_TEST_MAIN_ARGS="+strings.Join(args, "\x1f"))...)
 	var out strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &out
@@ -166,12 +166,12 @@ func TestReconcileKilledMidRunLosesAndDuplicatesNothing(t *testing.T) {
 	}
 }
 
-// TestMainSubprocess runs the command line in SPECTORA_TEST_MAIN_ARGS
-// (separated by \x1f) as the binary would, for tests that kill a process.
-func TestMainSubprocess(t *testing.T) {
-	args := os.Getenv("SPECTORA_TEST_MAIN_ARGS")
-	if args == "" {
-		t.Skip("run by tests that need a process to kill")
+// TestMain runs the command line in SPECTORA_TEST_MAIN_ARGS (separated by
+// \x1f) as the binary would, when a test started this test binary as a
+// process to kill; otherwise the tests.
+func TestMain(m *testing.M) {
+	if args := os.Getenv("SPECTORA_TEST_MAIN_ARGS"); args != "" {
+		os.Exit(runMain(strings.Split(args, "\x1f"), os.Stderr))
 	}
-	os.Exit(runMain(strings.Split(args, "\x1f"), os.Stderr))
+	os.Exit(m.Run())
 }
