@@ -155,7 +155,14 @@ type Checkpoint struct {
 	RanAt   time.Time `json:"ran_at"`
 	Listed  int       `json:"listed"`
 	Emitted int       `json:"emitted"`
+	// Held counts passes in a row that kept Through because records changed
+	// while they listed.
+	Held int `json:"held,omitempty"`
 }
+
+// MaxHeld is how many passes in a row may keep a checkpoint because records
+// changed during their listing.
+const MaxHeld = 3
 
 // Options narrow one run.
 type Options struct {
@@ -313,11 +320,17 @@ func (rc *Reconciler) pass(ctx context.Context, source, resource string, l Liste
 	if err != nil || opts.DryRun {
 		return res, err
 	}
-	// The checkpoint moves to until, only when everything since it was
-	// read: not after a --since later than it (the gap between would never
-	// be read), nor when records changed during the listing.
-	if until.After(cp.Through) && !changedMeanwhile && (opts.Since.IsZero() || cp.Through.IsZero() || !opts.Since.After(cp.Through)) {
-		cp.Through = until
+	// The checkpoint moves to until only when everything since it was read:
+	// not after a --since later than it (the gap between would never be
+	// read), and not when records changed during the listing, for at most
+	// MaxHeld passes in a row (under constant change it would never move).
+	hold := changedMeanwhile && cp.Held < MaxHeld
+	switch {
+	case hold:
+		cp.Held++
+		rc.log.Info("records changed during the listing: the next pass reads the same window again", "source", source, "resource", resource, "held", cp.Held)
+	case until.After(cp.Through) && (opts.Since.IsZero() || cp.Through.IsZero() || !opts.Since.After(cp.Through)):
+		cp.Through, cp.Held = until, 0
 	}
 	cp.RanAt, cp.Listed, cp.Emitted = rc.cfg.Now().UTC(), res.Listed, res.Emitted
 	b, _ := json.Marshal(cp)

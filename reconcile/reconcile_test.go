@@ -3,6 +3,7 @@ package reconcile_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http/httptest"
 	"strings"
@@ -82,6 +83,12 @@ func newEnv(t *testing.T, rules ...reconcile.Rule) *env {
 
 func (e *env) reconciler(t *testing.T) *reconcile.Reconciler {
 	t.Helper()
+	return e.reconcilerAt(t, nil)
+}
+
+// reconcilerAt is a reconciler whose clock is now (nil: time.Now).
+func (e *env) reconcilerAt(t *testing.T, now func() time.Time) *reconcile.Reconciler {
+	t.Helper()
 	sources := map[string]reconcile.Lister{}
 	for name, c := range e.clients {
 		sources[name] = c
@@ -91,7 +98,7 @@ func (e *env) reconciler(t *testing.T) *reconcile.Reconciler {
 		t.Fatal(err)
 	}
 	rc, err := reconcile.New(reconcile.Config{Sources: sources, Versions: e.versions, Checkpoints: e.cps, Publisher: e.js,
-		Settle: time.Millisecond, Rules: e.rules, Metrics: m})
+		Settle: time.Millisecond, Rules: e.rules, Metrics: m, Now: now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -403,6 +410,44 @@ func seriesAtZero(t *testing.T, g prometheus.Gatherer, name string) int {
 		}
 	}
 	return n
+}
+
+// A pass that lists a record changed after it started keeps its checkpoint
+// (offset paging may have skipped another), at most MaxHeld times in a row.
+func TestChangesDuringAListingHoldTheCheckpoint(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	c := e.companies["acme"]
+	start := time.Now().Add(-time.Hour)
+	opts := reconcile.Options{Sources: []string{"acme"}, Resources: []string{"agent"}, Since: start.Add(-time.Hour)}
+	checkpoint := func() reconcile.Checkpoint {
+		entry, err := e.cps.Get(context.Background(), reconcile.CheckpointKey("acme", "agent"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var cp reconcile.Checkpoint
+		if err := json.Unmarshal(entry.Value(), &cp); err != nil {
+			t.Fatal(err)
+		}
+		return cp
+	}
+	// A clock an hour behind: every change is after the pass's start.
+	c.store.Create(sim.TypeAgent)
+	behind := e.reconcilerAt(t, func() time.Time { return start })
+	for held := 1; held <= reconcile.MaxHeld; held++ {
+		if _, err := behind.Run(context.Background(), opts); err != nil {
+			t.Fatal(err)
+		}
+		if cp := checkpoint(); cp.Held != held || !cp.Through.IsZero() {
+			t.Fatalf("pass %d: %+v", held, cp)
+		}
+	}
+	if _, err := behind.Run(context.Background(), opts); err != nil {
+		t.Fatal(err)
+	}
+	if cp := checkpoint(); cp.Held != 0 || cp.Through.IsZero() {
+		t.Fatalf("after %d holds the checkpoint must move: %+v", reconcile.MaxHeld, cp)
+	}
 }
 
 func TestParseRules(t *testing.T) {
