@@ -74,9 +74,6 @@ func (v *Versions) Of(doc []byte) string {
 	return "sha256:" + hex.EncodeToString(sum[:16])
 }
 
-// Field is the version field's path in a resource object.
-func (v *Versions) Field() string { return v.field }
-
 // Get returns key's entry; false when there is none.
 func (v *Versions) Get(ctx context.Context, key string) (VersionEntry, bool, error) {
 	entry, err := v.kv.Get(ctx, key)

@@ -41,13 +41,6 @@ func (r Rule) Matches(doc []byte) bool {
 	return true
 }
 
-func (r Rule) String() string {
-	if r.Equals != "" {
-		return r.EventType + "=" + r.Path + "==" + r.Equals
-	}
-	return r.EventType + "=" + r.Path
-}
-
 // ParseRules reads "inspection.published=attributes.published_at;
 // inspection.canceled=attributes.status==canceled": event type, "=", a path
 // in the record's resource object, and optionally "==" and the value it must

@@ -266,24 +266,27 @@ func checkPaths(paths map[string]string) error {
 // exponential backoff (429 honours Retry-After); a resource without a path
 // is not fetched. Failures are *Error values.
 func (c *Client) Fetch(ctx context.Context, resource, id string) (Record, error) {
-	tmpl, ok := c.cfg.Paths[resource]
-	if !ok || id == "" {
+	path := c.RecordPath(resource, id)
+	if path == "" || id == "" {
 		return Record{Status: spectorav1.RecordStatus_RECORD_STATUS_NOT_FETCHED}, nil
 	}
-	path := strings.ReplaceAll(tmpl, "{id}", url.PathEscape(id))
 	target := c.base.JoinPath(path).String()
+	return retry(ctx, c, path, func() (Record, error) { return c.once(ctx, resource, path, target) })
+}
+
+// retry runs op with jittered exponential backoff, at most MaxAttempts
+// times. Out of attempts while rate limited, it returns an *Error with the
+// API's Retry-After, so the caller comes back after it.
+func retry[T any](ctx context.Context, c *Client, path string, op func() (T, error)) (T, error) {
 	b := backoff.NewExponentialBackOff()
 	b.InitialInterval = 200 * time.Millisecond
 	b.MaxInterval = 5 * time.Second
-	rec, err := backoff.Retry(ctx, func() (Record, error) {
-		return c.once(ctx, resource, path, target)
-	}, backoff.WithBackOff(b), backoff.WithMaxTries(uint(c.cfg.MaxAttempts)), backoff.WithMaxElapsedTime(0))
+	v, err := backoff.Retry(ctx, op, backoff.WithBackOff(b), backoff.WithMaxTries(uint(c.cfg.MaxAttempts)), backoff.WithMaxElapsedTime(0))
 	var ra *backoff.RetryAfterError
 	if errors.As(err, &ra) {
-		// Out of attempts while rate limited: come back after Retry-After.
-		return rec, &Error{Path: path, Status: http.StatusTooManyRequests, RetryAfter: ra.Duration, Err: errors.New("rate limited")}
+		return v, &Error{Path: path, Status: http.StatusTooManyRequests, RetryAfter: ra.Duration, Err: errors.New("rate limited")}
 	}
-	return rec, err
+	return v, err
 }
 
 func (c *Client) once(ctx context.Context, resource, path, target string) (Record, error) {

@@ -121,10 +121,7 @@ func (c *Client) listPage(ctx context.Context, resource, listPath, target string
 		items []Listed
 		next  string
 	}
-	b := backoff.NewExponentialBackOff()
-	b.InitialInterval = 200 * time.Millisecond
-	b.MaxInterval = 5 * time.Second
-	p, err := backoff.Retry(ctx, func() (page, error) {
+	p, err := retry(ctx, c, listPath, func() (page, error) {
 		code, body, start, err := c.request(ctx, resource, listPath, target)
 		if err != nil {
 			return page{}, err
@@ -137,11 +134,7 @@ func (c *Client) listPage(ctx context.Context, resource, listPath, target string
 			return page{}, &Error{Path: listPath, Status: code, Err: err}
 		}
 		return page{items, next}, nil
-	}, backoff.WithBackOff(b), backoff.WithMaxTries(uint(c.cfg.MaxAttempts)), backoff.WithMaxElapsedTime(0))
-	var ra *backoff.RetryAfterError
-	if errors.As(err, &ra) {
-		return nil, "", &Error{Path: listPath, Status: http.StatusTooManyRequests, RetryAfter: ra.Duration, Err: errors.New("rate limited")}
-	}
+	})
 	return p.items, p.next, err
 }
 

@@ -414,7 +414,7 @@ func newEnricher(ctx context.Context, js jetstream.JetStream, reg prometheus.Reg
 			"Set it, or run `spectora-stream sim` and point SPECTORA_API_URL at it.")
 		return enrich.New(ecfg, kv, nil), nil
 	}
-	if ecfg.Versions, err = openVersions(ctx, js, cf.Reconcile, replicas); err != nil {
+	if ecfg.Versions, err = openVersions(ctx, js, cf.Reconcile, replicas, true); err != nil {
 		return nil, err
 	}
 	rules, _ := cf.Reconcile.rules() // validated
@@ -422,9 +422,9 @@ func newEnricher(ctx context.Context, js jetstream.JetStream, reg prometheus.Reg
 	return enrich.New(ecfg, kv, clients), nil
 }
 
-// openVersions opens (creating or updating) the bucket of seen versions.
-func openVersions(ctx context.Context, js jetstream.JetStream, rf reconcileFlags, replicas int) (*enrich.Versions, error) {
-	kv, err := bucket(ctx, js, enrich.VersionBucketConfig(rf.VersionsTTL, replicas), true)
+// openVersions opens the bucket of seen versions (see bucket for update).
+func openVersions(ctx context.Context, js jetstream.JetStream, rf reconcileFlags, replicas int, update bool) (*enrich.Versions, error) {
+	kv, err := bucket(ctx, js, enrich.VersionBucketConfig(rf.VersionsTTL, replicas), update)
 	if err != nil {
 		return nil, err
 	}
@@ -505,11 +505,10 @@ func apiClients(af apiFlags, reg prometheus.Registerer, tel *otlp.Telemetry, log
 // default source.
 func newReconciler(ctx context.Context, js jetstream.JetStream, reg prometheus.Registerer, tel *otlp.Telemetry,
 	rf reconcileFlags, replicas int, clients enrich.Clients, server bool, log *slog.Logger) (*reconcile.Reconciler, error) {
-	vkv, err := bucket(ctx, js, enrich.VersionBucketConfig(rf.VersionsTTL, replicas), server)
+	versions, err := openVersions(ctx, js, rf, replicas, server)
 	if err != nil {
 		return nil, err
 	}
-	versions := enrich.NewVersions(vkv, rf.VersionField)
 	cps, err := bucket(ctx, js, reconcile.CheckpointBucketConfig(replicas), server)
 	if err != nil {
 		return nil, err

@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/spectora-stream/spectora-stream/consumers"
+	"github.com/spectora-stream/spectora-stream/enrich"
 	"github.com/spectora-stream/spectora-stream/internal/natsx"
 	"github.com/spectora-stream/spectora-stream/stream"
 )
@@ -73,16 +74,8 @@ func Handler(kv jetstream.KeyValue) consumers.Handler {
 		}
 		e := Entry{Seq: m.Sequence, Subject: m.Subject, ID: ev.GetId(), Type: ev.GetType(), Source: ev.GetSource(),
 			Resource: ev.GetResource(), RecordID: ev.GetRecordId(), ReceivedAt: ev.GetReceivedAt().AsTime(), Origin: m.Header.Get(stream.HeaderOrigin)}
-		return add(ctx, kv, Key(e.Source, e.Resource, e.RecordID), e)
+		return add(ctx, kv, enrich.Key(e.Source, e.Resource, e.RecordID), e)
 	}
-}
-
-// Key is a record's key in the index bucket.
-func Key(source, resource, id string) string {
-	if source == "" {
-		source = "default"
-	}
-	return source + "." + resource + "." + stream.IDToken(id)
 }
 
 func add(ctx context.Context, kv jetstream.KeyValue, key string, e Entry) error {
@@ -105,16 +98,13 @@ func add(ctx context.Context, kv jetstream.KeyValue, key string, e Entry) error 
 	return nil
 }
 
-// MaxLookup bounds the entries one look-up returns.
-const MaxLookup = MaxEntries
-
 // Lookup returns the newest limit events stored for one record, newest first
-// (limit ≤ 0 or above MaxLookup: MaxLookup).
+// (limit ≤ 0 or above MaxEntries: MaxEntries).
 func Lookup(ctx context.Context, kv jetstream.KeyValue, source, resource, id string, limit int) ([]Entry, error) {
-	if limit <= 0 || limit > MaxLookup {
-		limit = MaxLookup
+	if limit <= 0 || limit > MaxEntries {
+		limit = MaxEntries
 	}
-	key := Key(source, resource, id)
+	key := enrich.Key(source, resource, id)
 	cur, err := kv.Get(ctx, key)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil, nil

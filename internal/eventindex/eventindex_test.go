@@ -15,6 +15,7 @@ import (
 
 	"github.com/spectora-stream/spectora-stream/admin"
 	"github.com/spectora-stream/spectora-stream/consumers"
+	"github.com/spectora-stream/spectora-stream/enrich"
 	"github.com/spectora-stream/spectora-stream/internal/eventindex"
 	"github.com/spectora-stream/spectora-stream/internal/natstest"
 	"github.com/spectora-stream/spectora-stream/stream"
@@ -125,7 +126,7 @@ func BenchmarkLookup(b *testing.B) {
 		entries[r] = append(entries[r], eventindex.Entry{Seq: uint64(i + 1), Subject: "spectora.inspection.updated", ID: "msg_" + strconv.Itoa(i),
 			Type: "inspection.updated", Source: "default", Resource: "inspection", RecordID: id, ReceivedAt: start})
 		data, _ := json.Marshal(entries[r])
-		if _, err := ajs.PublishAsync("$KV."+stream.IndexBucket+"."+eventindex.Key("default", "inspection", id), data); err != nil {
+		if _, err := ajs.PublishAsync("$KV."+stream.IndexBucket+"."+enrich.Key("default", "inspection", id), data); err != nil {
 			b.Fatal(err)
 		}
 	}
