@@ -220,8 +220,25 @@ func (a *Admin) Replay(ctx context.Context, streamName, group string, since time
 	return "", 0, fmt.Errorf("%w: group %s has no consumer on %v (start it once first)", ErrNotFound, group, names)
 }
 
+// SequenceAt is the sequence of the first message streamName stored at or
+// after t, or 0 when it stored none since.
+func (a *Admin) SequenceAt(ctx context.Context, streamName string, t time.Time) (uint64, error) {
+	s, err := a.js.Stream(ctx, streamName)
+	if err != nil {
+		return 0, fmt.Errorf("stream %s: %w", streamName, err)
+	}
+	return firstSince(ctx, s, t)
+}
+
 // firstSince is the sequence of the first message stored at or after t, or 0.
 func firstSince(ctx context.Context, s jetstream.Stream, t time.Time) (uint64, error) {
+	info, err := s.Info(ctx)
+	if err != nil {
+		return 0, err
+	}
+	if info.State.Msgs == 0 || info.State.LastTime.Before(t) {
+		return 0, nil // nothing to wait for
+	}
 	oc, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverByStartTimePolicy, OptStartTime: &t})
 	if err != nil {
 		return 0, err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"slices"
 	"time"
@@ -214,6 +215,21 @@ func (e *Enricher) read(ctx context.Context, key string) (cachedRecord, bool) {
 		return c, false
 	}
 	return c, json.Unmarshal(entry.Value(), &c) == nil
+}
+
+// Cached returns the record the cache holds under key (see Key), for
+// readers outside the enricher such as the console; the error wraps
+// jetstream.ErrKeyNotFound when there is none.
+func Cached(ctx context.Context, kv jetstream.KeyValue, key string) (spectora.Record, error) {
+	entry, err := kv.Get(ctx, key)
+	if err != nil {
+		return spectora.Record{}, fmt.Errorf("record cache %s: %w", key, err)
+	}
+	var c cachedRecord
+	if err := json.Unmarshal(entry.Value(), &c); err != nil {
+		return spectora.Record{}, fmt.Errorf("record cache %s is unreadable: %w", key, err)
+	}
+	return spectora.Record{Status: c.Status, Body: c.Body, Path: c.Path, FetchedAt: c.FetchedAt}, nil
 }
 
 func (e *Enricher) store(ctx context.Context, key string, rec spectora.Record) {

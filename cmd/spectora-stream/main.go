@@ -6,6 +6,7 @@
 //	spectora-stream events      print stored events, decoded
 //	spectora-stream dlq         list, show, redrive and purge dead letters
 //	spectora-stream replay      make a group reprocess history
+//	spectora-stream console     the operations console alone (serve runs it too)
 //	spectora-stream sim         a simulated Spectora: fake API and webhook sender
 //	spectora-stream send        sign and post one webhook, to try the gateway
 //	spectora-stream bench       load-test the gateway with signed webhooks
@@ -58,6 +59,7 @@ type cli struct {
 	Events      eventsCmd      `cmd:"" help:"Print stored events decoded: headers, envelope and body as JSON."`
 	DLQ         dlqCmd         `cmd:"" name:"dlq" help:"Inspect and act on dead letters: list, show, redrive, purge."`
 	Replay      replayCmd      `cmd:"" help:"Make a consumer group reprocess its stream from a time or a sequence."`
+	Console     consoleCmd     `cmd:"" help:"Serve the operations console alone (ADMIN_ADDR): find events by record ID, see their records and traces, redrive dead letters, watch the groups."`
 	Reconcile   reconcileCmd   `cmd:"" help:"Recover changes no webhook announced: list records changed since the checkpoints (or --since) from Spectora's API and publish the missed ones."`
 	Sim         simCmd         `cmd:"" help:"Simulate Spectora: a fake API (JSON:API records) and a Svix-faithful webhook sender with retries."`
 	Send        sendCmd        `cmd:"" help:"Sign one webhook with SPECTORA_WEBHOOK_SECRET through the svix library and POST it to the gateway."`

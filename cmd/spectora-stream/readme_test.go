@@ -160,17 +160,17 @@ func newReadmeRunner(t *testing.T) *readmeRunner {
 		r.ports = append(r.ports, [2]string{def, p})
 		return p
 	}
-	gw, ops, nats, api := port("8080"), port("9090"), port("4222"), port("8090")
+	gw, ops, nats, api, adm := port("8080"), port("9090"), port("4222"), port("8090"), port("8081")
 	// The reader's environment without this project's settings, as a
 	// terminal would be, with text logs as on a terminal.
 	for _, kv := range os.Environ() {
 		k, _, _ := strings.Cut(kv, "=")
-		if !regexp.MustCompile(`^(SPECTORA|NATS|CONSUMER|SIM|HTTP|METRICS|OTEL|LOG|AUDIT|DLQ|RECORD|RATE|REFUSED)_`).MatchString(k) {
+		if !regexp.MustCompile(`^(SPECTORA|NATS|CONSUMER|SIM|HTTP|METRICS|OTEL|LOG|AUDIT|DLQ|RECORD|RATE|REFUSED|ADMIN|JAEGER)_`).MatchString(k) {
 			r.env = append(r.env, kv)
 		}
 	}
 	r.env = append(r.env, "LOG_FORMAT=text", "HTTP_ADDR=:"+gw, "METRICS_ADDR=127.0.0.1:"+ops,
-		"NATS_LISTEN=127.0.0.1:"+nats, "SIM_API_ADDR=127.0.0.1:"+api,
+		"NATS_LISTEN=127.0.0.1:"+nats, "SIM_API_ADDR=127.0.0.1:"+api, "ADMIN_ADDR=127.0.0.1:"+adm,
 		"SPECTORA_GATEWAY_URL=http://127.0.0.1:"+gw+"/webhooks/spectora")
 	return r
 }

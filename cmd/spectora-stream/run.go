@@ -41,11 +41,12 @@ type serveCmd struct {
 	serverFlags `embed:""`
 	Gateway     gatewayFlags  `embed:""`
 	Consumers   consumerFlags `embed:""`
+	Console     consoleFlags  `embed:""`
 }
 
 // Run runs the gateway and the built-in consumer groups in one process.
 func (c *serveCmd) Run(ctx context.Context, log *slog.Logger) error {
-	return run(ctx, log, process{name: "spectora-stream", serverFlags: c.serverFlags, gateway: &c.Gateway, consumers: &c.Consumers})
+	return run(ctx, log, process{name: "spectora-stream", serverFlags: c.serverFlags, gateway: &c.Gateway, consumers: &c.Consumers, console: &c.Console})
 }
 
 type gatewayCmd struct {
@@ -74,6 +75,7 @@ type process struct {
 	name      string
 	gateway   *gatewayFlags
 	consumers *consumerFlags
+	console   *consoleFlags
 }
 
 // validate checks every setting before anything starts.
@@ -93,6 +95,11 @@ func (p process) validate() (gateway.Config, error) {
 	}
 	if p.consumers != nil {
 		if err := p.consumers.validate(); err != nil {
+			return gateway.Config{}, err
+		}
+	}
+	if p.console != nil {
+		if err := p.console.validate(); err != nil {
 			return gateway.Config{}, err
 		}
 	}
@@ -195,6 +202,21 @@ func run(ctx context.Context, log *slog.Logger, p process) (err error) {
 				gw.stop(js, ready, log)
 			}
 			return err
+		}
+	}
+	if p.console != nil {
+		srv, err := startConsole(ctx, *p.console, js, reg, log)
+		if err != nil {
+			if gw != nil {
+				gw.stop(js, ready, log)
+			}
+			if groups != nil {
+				groups.stop(log)
+			}
+			return err
+		}
+		if srv != nil {
+			defer shutdownListener(log, "ADMIN_ADDR", srv)
 		}
 	}
 

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -121,4 +122,37 @@ func Lookup(ctx context.Context, kv jetstream.KeyValue, source, resource, id str
 	}
 	slices.Reverse(out)
 	return out, nil
+}
+
+// Find is Lookup for a record whose source or resource may be unknown: ""
+// matches any. It reads every matching key (a filtered key listing, served
+// from the bucket's subject index), newest events first.
+func Find(ctx context.Context, kv jetstream.KeyValue, source, resource, id string, limit int) ([]Entry, error) {
+	if source != "" && resource != "" {
+		return Lookup(ctx, kv, source, resource, id, limit)
+	}
+	if limit <= 0 || limit > MaxEntries {
+		limit = MaxEntries
+	}
+	filter := cmp.Or(source, "*") + "." + cmp.Or(resource, "*") + "." + stream.IDToken(id)
+	keys, err := kv.ListKeysFiltered(ctx, filter)
+	if errors.Is(err, jetstream.ErrNoKeysFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("look up %s: %w", filter, err)
+	}
+	defer func() { _ = keys.Stop() }()
+	var out []Entry
+	for key := range keys.Keys() {
+		src, rest, _ := strings.Cut(key, ".")
+		res, _, _ := strings.Cut(rest, ".")
+		entries, err := Lookup(ctx, kv, src, res, id, limit)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, entries...)
+	}
+	slices.SortFunc(out, func(a, b Entry) int { return cmp.Compare(b.Seq, a.Seq) })
+	return out[:min(len(out), limit)], nil
 }

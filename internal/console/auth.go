@@ -1,0 +1,274 @@
+package console
+
+import (
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Role is what a user may do: viewers read, operators also act (redrive,
+// purge, replay).
+type Role string
+
+// The roles.
+const (
+	RoleViewer   Role = "viewer"
+	RoleOperator Role = "operator"
+)
+
+// User is one named token.
+type User struct {
+	Name  string
+	Token string
+	Role  Role
+}
+
+// MinTokenLen is the shortest token accepted: 16 characters.
+const MinTokenLen = 16
+
+// ParseTokens parses ADMIN_TOKENS: comma-separated "name=token" pairs
+// (operators), or "name:viewer=token" for a read-only user.
+func ParseTokens(s string) ([]User, error) {
+	var users []User
+	for part := range strings.SplitSeq(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		who, token, ok := strings.Cut(part, "=")
+		if !ok || token == "" {
+			return nil, fmt.Errorf("%w: %q is not name=token", ErrConfig, redact(part))
+		}
+		name, role, hasRole := strings.Cut(who, ":")
+		u := User{Name: strings.TrimSpace(name), Token: token, Role: RoleOperator}
+		if hasRole {
+			u.Role = Role(strings.TrimSpace(role))
+		}
+		users = append(users, u)
+	}
+	return users, nil
+}
+
+func redact(pair string) string {
+	if name, _, ok := strings.Cut(pair, "="); ok {
+		return name + "=…"
+	}
+	if len(pair) > 4 {
+		return pair[:4] + "…"
+	}
+	return pair
+}
+
+func validateUsers(users []User) error {
+	if len(users) == 0 {
+		return fmt.Errorf("%w: no token: the console always requires one", ErrConfig)
+	}
+	names, tokens := map[string]bool{}, map[string]bool{}
+	for _, u := range users {
+		switch {
+		case u.Name == "" || strings.ContainsAny(u.Name, " \t\"<>&'"):
+			return fmt.Errorf("%w: user name %q: want a plain word", ErrConfig, u.Name)
+		case u.Role != RoleViewer && u.Role != RoleOperator:
+			return fmt.Errorf("%w: user %s: role %q: want viewer or operator", ErrConfig, u.Name, u.Role)
+		case len(u.Token) < MinTokenLen:
+			return fmt.Errorf("%w: user %s: token of %d characters: want at least %d", ErrConfig, u.Name, len(u.Token), MinTokenLen)
+		case names[u.Name]:
+			return fmt.Errorf("%w: user %s is named twice", ErrConfig, u.Name)
+		case tokens[u.Token]:
+			return fmt.Errorf("%w: user %s shares a token with another user", ErrConfig, u.Name)
+		}
+		names[u.Name], tokens[u.Token] = true, true
+	}
+	return nil
+}
+
+// TokenFile returns the token stored in path, generating one (32 random
+// bytes, hex) into a new file of mode 0600 when there is none; created says
+// which. A file readable by others is refused.
+func TokenFile(path string) (token string, created bool, err error) {
+	b, err := os.ReadFile(path)
+	if err == nil {
+		st, err := os.Stat(path)
+		if err != nil {
+			return "", false, err
+		}
+		if st.Mode().Perm()&0o077 != 0 {
+			return "", false, fmt.Errorf("%w: %s is readable by others (mode %v): chmod 600 it", ErrConfig, path, st.Mode().Perm())
+		}
+		token = strings.TrimSpace(string(b))
+		if len(token) < MinTokenLen {
+			return "", false, fmt.Errorf("%w: %s holds a token of %d characters: want at least %d", ErrConfig, path, len(token), MinTokenLen)
+		}
+		return token, false, nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return "", false, err
+	}
+	raw := make([]byte, 32)
+	_, _ = rand.Read(raw) // never fails (crypto/rand)
+	token = hex.EncodeToString(raw)
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return "", false, err
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, fs.ErrExist) {
+		return TokenFile(path) // another process was first
+	}
+	if err != nil {
+		return "", false, err
+	}
+	if _, err := f.WriteString(token + "\n"); err != nil {
+		_ = f.Close()
+		return "", false, err
+	}
+	return token, true, f.Close()
+}
+
+// sessions signs and checks session cookies and CSRF tokens. The key is
+// derived from the tokens: replicas configured alike accept each other's
+// sessions, and changing a token ends the sessions opened with it.
+type sessions struct {
+	key   []byte
+	users []User
+	ttl   time.Duration
+	now   func() time.Time
+}
+
+func newSessions(users []User, ttl time.Duration) *sessions {
+	mac := hmac.New(sha256.New, []byte("spectora-stream console session v1"))
+	sorted := slices.Clone(users)
+	slices.SortFunc(sorted, func(a, b User) int { return strings.Compare(a.Name, b.Name) })
+	for _, u := range sorted {
+		_, _ = fmt.Fprintf(mac, "%s\x00%s\x00%s\x00", u.Name, u.Role, u.Token)
+	}
+	return &sessions{key: mac.Sum(nil), users: users, ttl: ttl, now: time.Now}
+}
+
+// login returns the user whose token this is. Every token is compared, in
+// constant time, whichever matches.
+func (s *sessions) login(token string) (User, bool) {
+	var found User
+	ok := 0
+	for _, u := range s.users {
+		match := subtle.ConstantTimeCompare([]byte(u.Token), []byte(token))
+		if match == 1 {
+			found = u
+		}
+		ok |= match
+	}
+	return found, ok == 1
+}
+
+func fingerprint(token string) string {
+	sum := sha256.Sum256([]byte(token))
+	return hex.EncodeToString(sum[:6])
+}
+
+func (s *sessions) sign(payload string) string {
+	mac := hmac.New(sha256.New, s.key)
+	mac.Write([]byte(payload))
+	return base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
+}
+
+// issue returns a session cookie value for u: name, expiry, the token's
+// fingerprint, and their HMAC.
+func (s *sessions) issue(u User) string {
+	payload := base64.RawURLEncoding.EncodeToString([]byte(u.Name)) + "." +
+		strconv.FormatInt(s.now().Add(s.ttl).Unix(), 10) + "." + fingerprint(u.Token)
+	return payload + "." + s.sign(payload)
+}
+
+// check returns the user of a session cookie value that is signed, unexpired
+// and whose token is still configured.
+func (s *sessions) check(value string) (User, bool) {
+	i := strings.LastIndexByte(value, '.')
+	if i < 0 {
+		return User{}, false
+	}
+	payload, sig := value[:i], value[i+1:]
+	if !hmac.Equal([]byte(sig), []byte(s.sign(payload))) {
+		return User{}, false
+	}
+	parts := strings.Split(payload, ".")
+	if len(parts) != 3 {
+		return User{}, false
+	}
+	name, err := base64.RawURLEncoding.DecodeString(parts[0])
+	exp, err2 := strconv.ParseInt(parts[1], 10, 64)
+	if err != nil || err2 != nil || s.now().Unix() >= exp {
+		return User{}, false
+	}
+	for _, u := range s.users {
+		if u.Name == string(name) && fingerprint(u.Token) == parts[2] {
+			return u, true
+		}
+	}
+	return User{}, false
+}
+
+// csrf is the CSRF token of a session: an HMAC of its cookie value, so it
+// needs no storage and dies with the session.
+func (s *sessions) csrf(session string) string { return s.sign("csrf\x00" + session) }
+
+func (s *sessions) checkCSRF(session, token string) bool {
+	return token != "" && hmac.Equal([]byte(token), []byte(s.csrf(session)))
+}
+
+// cookieName is the session cookie: __Host- makes browsers take it only
+// when Secure, for the whole host and no other domain.
+const cookieName = "__Host-spectora-console"
+
+func (c *Console) loginPage(w http.ResponseWriter, r *http.Request) {
+	c.render(w, nil, http.StatusOK, "login", map[string]any{"Next": localPath(r.URL.Query().Get("next"))})
+}
+
+// login exchanges a token for a session cookie: Secure, HttpOnly,
+// SameSite=Strict. Browsers keep Secure cookies over plain HTTP only from
+// loopback: elsewhere, serve the console behind TLS.
+func (c *Console) login(w http.ResponseWriter, r *http.Request) {
+	next := localPath(r.PostFormValue("next"))
+	if !sameOrigin(r) {
+		c.fail(w, r, nil, http.StatusForbidden, "Refused: the login form was posted from another site.")
+		return
+	}
+	u, ok := c.sessions.login(r.PostFormValue("token"))
+	if !ok {
+		c.log.Warn("console login refused: wrong token", "remote", r.RemoteAddr)
+		c.render(w, nil, http.StatusUnauthorized, "login", map[string]any{"Next": next, "Error": "That token is not one of the console's tokens."})
+		return
+	}
+	http.SetCookie(w, &http.Cookie{
+		Name: cookieName, Value: c.sessions.issue(u), Path: "/", MaxAge: int(c.cfg.SessionTTL.Seconds()),
+		Secure: true, HttpOnly: true, SameSite: http.SameSiteStrictMode,
+	})
+	c.log.Info("console login", "user", u.Name, "role", string(u.Role), "remote", r.RemoteAddr)
+	http.Redirect(w, r, next, http.StatusSeeOther)
+}
+
+func (c *Console) logout(w http.ResponseWriter, r *request) error {
+	http.SetCookie(w, &http.Cookie{Name: cookieName, Value: "", Path: "/", MaxAge: -1, Secure: true, HttpOnly: true, SameSite: http.SameSiteStrictMode})
+	http.Redirect(w, r.Request, "/login", http.StatusSeeOther)
+	return nil
+}
+
+// localPath is p when it is a path on this host, else "/events": a login
+// never redirects elsewhere.
+func localPath(p string) string {
+	if !strings.HasPrefix(p, "/") || strings.HasPrefix(p, "//") || strings.HasPrefix(p, "/\\") {
+		return "/events"
+	}
+	return p
+}

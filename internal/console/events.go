@@ -1,0 +1,487 @@
+package console
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"html/template"
+	"net/http"
+	"net/url"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/spectora-stream/spectora-stream/admin"
+	"github.com/spectora-stream/spectora-stream/enrich"
+	"github.com/spectora-stream/spectora-stream/internal/eventindex"
+	"github.com/spectora-stream/spectora-stream/stream"
+)
+
+// The events page shows pageSize events, newest first. Without a record ID
+// it reads the raw stream backwards in windows and stops after scanLimit
+// events per page, so a busy page costs the server a bounded read however
+// large the stream is; "Older" goes on from there.
+const (
+	pageSize  = 50
+	window    = 500
+	scanLimit = 5000
+)
+
+// eventFilter is the events page's query.
+type eventFilter struct {
+	Type, Resource, Action, Source, SvixID, Record string
+	SinceText, UntilText                           string
+	Since, Until                                   time.Time
+	Before                                         uint64
+}
+
+func parseFilter(q url.Values, now time.Time) (eventFilter, error) {
+	f := eventFilter{
+		Type: strings.TrimSpace(q.Get("type")), Resource: strings.TrimSpace(q.Get("resource")), Action: strings.TrimSpace(q.Get("action")),
+		Source: strings.TrimSpace(q.Get("source")), SvixID: strings.TrimSpace(q.Get("svix_id")), Record: strings.TrimSpace(q.Get("record")),
+		SinceText: strings.TrimSpace(q.Get("since")), UntilText: strings.TrimSpace(q.Get("until")),
+	}
+	var err error
+	if f.Since, err = parseTime(f.SinceText, now); err != nil {
+		return f, fmt.Errorf("%w: since: %v", errBadRequest, err)
+	}
+	if f.Until, err = parseTime(f.UntilText, now); err != nil {
+		return f, fmt.Errorf("%w: until: %v", errBadRequest, err)
+	}
+	if b := q.Get("before"); b != "" {
+		if f.Before, err = strconv.ParseUint(b, 10, 64); err != nil {
+			return f, fmt.Errorf("%w: before %q: want a stream sequence", errBadRequest, b)
+		}
+	}
+	return f, nil
+}
+
+// parseTime reads "2026-11-27T10:00:00Z", "2026-11-27" or a duration ago
+// ("90m", "2h").
+func parseTime(s string, now time.Time) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	if d, err := time.ParseDuration(s); err == nil && d > 0 {
+		return now.Add(-d), nil
+	}
+	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04", "2006-01-02"} {
+		if t, err := time.Parse(layout, s); err == nil {
+			return t, nil
+		}
+	}
+	return time.Time{}, fmt.Errorf("%q: want RFC 3339 (2026-11-27T10:00:00Z), a date, or a duration ago (2h)", s)
+}
+
+// row is one event in the list.
+type row struct {
+	Seq                                       uint64
+	Time                                      time.Time
+	Subject, Type, Record, Source, ID, Origin string
+	// Resource and Action come from the subject it was first published on
+	// (a redrive's is in its headers).
+	Resource, Action string
+}
+
+func (f eventFilter) match(r row) bool {
+	return (f.Type == "" || r.Type == f.Type) &&
+		(f.Resource == "" || r.Resource == f.Resource) &&
+		(f.Action == "" || r.Action == f.Action) &&
+		(f.Source == "" || r.Source == f.Source) &&
+		(f.SvixID == "" || r.ID == f.SvixID) &&
+		(f.Record == "" || r.Record == f.Record) &&
+		(f.Since.IsZero() || !r.Time.Before(f.Since)) &&
+		(f.Until.IsZero() || r.Time.Before(f.Until))
+}
+
+func rowFrom(seq uint64, subject string, at time.Time, h nats.Header) row {
+	r := row{Seq: seq, Time: at.UTC(), Subject: subject, Type: h.Get(stream.HeaderEventType), Record: h.Get(stream.HeaderRecordID),
+		Source: cmpOr(h.Get(stream.HeaderSource), "default"), ID: h.Get(stream.HeaderMsgID), Origin: h.Get(stream.HeaderOrigin)}
+	if dl := h.Get(stream.HeaderRedrivenFrom); dl != "" {
+		r.Origin = "redrive of dead letter " + dl
+	}
+	r.Resource, r.Action = routeOf(stream.OriginalSubject(subject, h))
+	return r
+}
+
+func routeOf(subject string) (resource, action string) {
+	sub, err := stream.ParseSubject(subject)
+	if err != nil {
+		return "", ""
+	}
+	return sub.Route.Resource, sub.Route.Action
+}
+
+func cmpOr(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+type eventsData struct {
+	Filter  eventFilter
+	Rows    []row
+	Scanned int
+	Older   template.URL // the next page, "" at the end
+	Notice  string
+	Refresh bool
+}
+
+func (c *Console) events(w http.ResponseWriter, r *request) error {
+	f, err := parseFilter(r.URL.Query(), time.Now())
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+	defer cancel()
+	d := eventsData{Filter: f, Refresh: r.URL.Query().Get("refresh") == "1"}
+	if f.Record != "" {
+		err = c.eventsOfRecord(ctx, &d)
+	} else {
+		err = c.scanEvents(ctx, &d)
+	}
+	if err != nil {
+		return err
+	}
+	c.render(w, r, http.StatusOK, "events", d)
+	return nil
+}
+
+// eventsOfRecord lists a record's events from the index: one key read.
+func (c *Console) eventsOfRecord(ctx context.Context, d *eventsData) error {
+	kv, err := c.js.KeyValue(ctx, stream.IndexBucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		d.Notice = "Finding events by record ID needs the indexer group: add indexer to CONSUMER_GROUPS (it indexes events stored from then on)."
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("index bucket %s: %w", stream.IndexBucket, err)
+	}
+	f := d.Filter
+	entries, err := eventindex.Find(ctx, kv, f.Source, f.Resource, f.Record, 0)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		r := row{Seq: e.Seq, Time: e.ReceivedAt.UTC(), Subject: e.Subject, Type: e.Type, Record: e.RecordID, Source: e.Source, ID: e.ID, Origin: e.Origin}
+		r.Resource, r.Action = routeOf(e.Subject)
+		if f.Before > 0 && r.Seq >= f.Before {
+			continue
+		}
+		if d.Scanned++; f.match(r) {
+			d.Rows = append(d.Rows, r)
+		}
+		if len(d.Rows) == pageSize {
+			d.Older = f.query(r.Seq)
+			break
+		}
+	}
+	if len(entries) == 0 {
+		d.Notice = fmt.Sprintf("No events indexed for record %s (of %s, source %s). The index holds events stored since the indexer group started.",
+			f.Record, cmpOr(f.Resource, "any resource"), cmpOr(f.Source, "any"))
+	}
+	return nil
+}
+
+// scanEvents reads the raw stream backwards from Before (or its end), a
+// window at a time, until a page is full or scanLimit events were read.
+func (c *Console) scanEvents(ctx context.Context, d *eventsData) error {
+	s, err := c.js.Stream(ctx, stream.Raw)
+	if err != nil {
+		return fmt.Errorf("stream %s: %w", stream.Raw, err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("stream %s: %w", stream.Raw, err)
+	}
+	f := d.Filter
+	first, end := info.State.FirstSeq, info.State.LastSeq
+	if f.Before > 0 {
+		end = min(end, f.Before-1)
+	}
+	if !f.Until.IsZero() && f.Before == 0 {
+		seq, err := c.admin.SequenceAt(ctx, stream.Raw, f.Until)
+		if err != nil {
+			return err
+		}
+		if seq > 0 {
+			end = min(end, seq-1)
+		}
+	}
+	if info.State.Msgs == 0 || end < first {
+		return nil
+	}
+	for end >= first && d.Scanned < scanLimit {
+		start := max(first, end-min(end, window)+1)
+		msgs, err := readRange(ctx, s, start, end)
+		if err != nil {
+			return err
+		}
+		for _, r := range slices.Backward(msgs) {
+			d.Scanned++
+			if !f.Since.IsZero() && r.Time.Before(f.Since) {
+				return nil // older than asked: the end
+			}
+			if f.match(r) {
+				d.Rows = append(d.Rows, r)
+				if len(d.Rows) == pageSize {
+					if r.Seq > first {
+						d.Older = f.query(r.Seq)
+					}
+					return nil
+				}
+			}
+		}
+		if start == first {
+			return nil
+		}
+		end = start - 1
+	}
+	d.Older = f.query(end + 1)
+	return nil
+}
+
+// readRange returns the messages stored from start to end, in order, through
+// an ordered consumer (one request per batch, not one per message).
+func readRange(ctx context.Context, s jetstream.Stream, start, end uint64) ([]row, error) {
+	oc, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
+		DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: start, InactiveThreshold: 5 * time.Second,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read %s from %d: %w", stream.Raw, start, err)
+	}
+	var out []row
+	for {
+		batch, err := oc.FetchNoWait(int(min(end-start+1, window)))
+		if err != nil {
+			return nil, fmt.Errorf("read %s from %d: %w", stream.Raw, start, err)
+		}
+		n := 0
+		for m := range batch.Messages() {
+			n++
+			md, err := m.Metadata()
+			if err != nil {
+				continue
+			}
+			if md.Sequence.Stream > end {
+				return out, nil
+			}
+			out = append(out, rowFrom(md.Sequence.Stream, m.Subject(), md.Timestamp, m.Headers()))
+			if md.Sequence.Stream == end {
+				return out, nil
+			}
+		}
+		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
+			return nil, fmt.Errorf("read %s from %d: %w", stream.Raw, start, err)
+		}
+		if n == 0 {
+			return out, nil // the rest was deleted
+		}
+	}
+}
+
+// query is the events page before seq, with the same filter.
+func (f eventFilter) query(before uint64) template.URL {
+	q := url.Values{}
+	for k, v := range map[string]string{"type": f.Type, "resource": f.Resource, "action": f.Action, "source": f.Source,
+		"svix_id": f.SvixID, "record": f.Record, "since": f.SinceText, "until": f.UntilText} {
+		if v != "" {
+			q.Set(k, v)
+		}
+	}
+	q.Set("before", strconv.FormatUint(before, 10))
+	return template.URL("/events?" + q.Encode()) //nolint:gosec // built by url.Values: a path of ours and an encoded query
+}
+
+// groupState is one group's state for an event, as far as JetStream can
+// tell.
+type groupState struct {
+	Stream, Group, State, Detail string
+}
+
+type eventData struct {
+	Seq         uint64
+	Subject     string
+	Time        time.Time
+	Headers     [][2]string
+	Envelope    string
+	Body        string
+	DecodeError string
+	Record      string
+	RecordNote  string
+	Groups      []groupState
+	DeadLetters []deadLetterRow
+	TraceID     string
+	TraceURL    string
+	EnrichedSeq uint64
+}
+
+func (c *Console) event(w http.ResponseWriter, r *request) error {
+	seq, err := strconv.ParseUint(r.PathValue("seq"), 10, 64)
+	if err != nil || seq == 0 {
+		return fmt.Errorf("%w: event %q: want a sequence of %s", errBadRequest, r.PathValue("seq"), stream.Raw)
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+	defer cancel()
+	s, err := c.js.Stream(ctx, stream.Raw)
+	if err != nil {
+		return fmt.Errorf("stream %s: %w", stream.Raw, err)
+	}
+	m, err := s.GetMsg(ctx, seq)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return fmt.Errorf("%w: %s holds no event %d (never stored, or removed by its limits)", admin.ErrNotFound, stream.Raw, seq)
+	}
+	if err != nil {
+		return err
+	}
+	d := eventData{Seq: seq, Subject: m.Subject, Time: m.Time.UTC(), Headers: sortedHeaders(m.Header)}
+	ev, err := stream.Decode(m.Header, m.Data)
+	if err != nil {
+		d.DecodeError = err.Error()
+		c.render(w, r, http.StatusOK, "event", d)
+		return nil
+	}
+	wh := ev.Webhook
+	env, _ := protojson.MarshalOptions{Multiline: true, Indent: "  "}.Marshal(wh)
+	d.Envelope = string(env)
+	d.Body = indent(wh.GetBody())
+	if tp := m.Header.Get(stream.HeaderTraceParent); tp != "" {
+		if parts := strings.Split(tp, "-"); len(parts) == 4 && len(parts[1]) == 32 {
+			d.TraceID = parts[1]
+			if c.cfg.JaegerURL != "" {
+				d.TraceURL = c.cfg.JaegerURL + "/trace/" + d.TraceID
+			}
+		}
+	}
+	if wh.GetRecordId() != "" {
+		c.recordOf(ctx, &d, wh.GetSource(), wh.GetResource(), wh.GetRecordId())
+	}
+	d.EnrichedSeq = c.enrichedSeq(ctx, wh.GetId(), stream.RouteFor(wh.GetType()).EnrichedSubject(), d.Time)
+	dls, err := c.admin.DeadLetters(ctx, "", 1000)
+	if err == nil {
+		for _, dl := range dls {
+			if (dl.OriginalStream == stream.Raw && dl.OriginalSequence == seq) ||
+				(d.EnrichedSeq > 0 && dl.OriginalStream == stream.Enriched && dl.OriginalSequence == d.EnrichedSeq) {
+				d.DeadLetters = append(d.DeadLetters, deadLetterRowFrom(dl))
+			}
+		}
+	}
+	d.Groups = c.groupStates(ctx, m.Subject, seq, d.EnrichedSeq, d.DeadLetters)
+	c.render(w, r, http.StatusOK, "event", d)
+	return nil
+}
+
+func (c *Console) recordOf(ctx context.Context, d *eventData, source, resource, id string) {
+	kv, err := c.js.KeyValue(ctx, stream.RecordBucket)
+	if err != nil {
+		d.RecordNote = "No record cache (" + stream.RecordBucket + "): the enricher has not run here."
+		return
+	}
+	rec, err := enrich.Cached(ctx, kv, enrich.Key(source, resource, id))
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+		d.RecordNote = "Not in the record cache (not fetched yet, or expired after CACHE_TTL)."
+	case err != nil:
+		d.RecordNote = err.Error()
+	default:
+		d.RecordNote = fmt.Sprintf("%s, fetched %s from %s", stream.RecordStatusName(rec.Status), rec.FetchedAt.UTC().Format(time.RFC3339), rec.Path)
+		d.Record = indent(rec.Body)
+	}
+}
+
+// enrichedSeq finds the enriched copy of the event (same message ID, on its
+// enriched subject, stored after it): 0 when there is none yet.
+func (c *Console) enrichedSeq(ctx context.Context, id, subject string, after time.Time) uint64 {
+	if id == "" {
+		return 0
+	}
+	seq, err := c.admin.SequenceAt(ctx, stream.Enriched, after)
+	if err != nil || seq == 0 {
+		return 0
+	}
+	s, err := c.js.Stream(ctx, stream.Enriched)
+	if err != nil {
+		return 0
+	}
+	for range 50 { // the enricher publishes in arrival order, soon after
+		m, err := s.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subject))
+		if err != nil {
+			return 0
+		}
+		if m.Header.Get(stream.HeaderMsgID) == id {
+			return m.Sequence
+		}
+		seq = m.Sequence + 1
+	}
+	return 0
+}
+
+// groupStates says, per group, whether it acknowledged the event: at or
+// below its ack floor it did; above what it was delivered it hasn't seen
+// it; in between JetStream can't tell (pending, or acked out of order).
+func (c *Console) groupStates(ctx context.Context, subject string, rawSeq, enrichedSeq uint64, dls []deadLetterRow) []groupState {
+	var out []groupState
+	for _, st := range []struct {
+		name string
+		seq  uint64
+	}{{stream.Raw, rawSeq}, {stream.Enriched, enrichedSeq}} {
+		s, err := c.js.Stream(ctx, st.name)
+		if err != nil {
+			continue
+		}
+		for ci := range s.ListConsumers(ctx).Info() {
+			if ci.Config.Durable == "" {
+				continue // ephemeral: a reader like this page
+			}
+			g := groupState{Stream: st.name, Group: ci.Name}
+			switch {
+			case st.seq == 0:
+				g.State, g.Detail = "unknown", "no enriched copy of this event found (not enriched yet, or not within 50 messages of its arrival)"
+			case ci.AckFloor.Stream >= st.seq:
+				g.State, g.Detail = "acknowledged", fmt.Sprintf("at or below its ack floor (%d)", ci.AckFloor.Stream)
+			case ci.Delivered.Stream < st.seq:
+				g.State, g.Detail = "pending", fmt.Sprintf("not delivered yet (delivered up to %d)", ci.Delivered.Stream)
+			default:
+				g.State, g.Detail = "in flight or acknowledged out of order", fmt.Sprintf("between its ack floor (%d) and last delivered (%d)", ci.AckFloor.Stream, ci.Delivered.Stream)
+			}
+			for _, dl := range dls {
+				if dl.Group == ci.Name {
+					g.State, g.Detail = "dead-lettered", fmt.Sprintf("dead letter %d: %s", dl.Seq, dl.Reason)
+				}
+			}
+			out = append(out, g)
+		}
+	}
+	return out
+}
+
+func sortedHeaders(h nats.Header) [][2]string {
+	keys := make([]string, 0, len(h))
+	for k := range h {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var out [][2]string
+	for _, k := range keys {
+		out = append(out, [2]string{k, strings.Join(h[k], ", ")})
+	}
+	return out
+}
+
+// indent formats JSON for reading; anything else is shown as is.
+func indent(b []byte) string {
+	var out bytes.Buffer
+	if json.Indent(&out, b, "", "  ") != nil {
+		return string(b)
+	}
+	return out.String()
+}
