@@ -50,7 +50,7 @@ func TestComposeFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"nats-1", "nats-2", "nats-3", "jaeger", "gateway", "lb", "sim", "consumers"}
+	want := []string{"nats-1", "nats-2", "nats-3", "jaeger", "gateway", "lb", "sim", "consumers", "console"}
 	for _, name := range want {
 		if _, ok := p.Services[name]; !ok {
 			t.Fatalf("service %s missing", name)
@@ -114,7 +114,7 @@ func TestComposeFile(t *testing.T) {
 			}
 		}
 	}
-	for port, svc := range map[string]string{"8080": "lb", "16686": "jaeger", "4222": "nats-1", "8090": "sim", "8222": "nats-1"} {
+	for port, svc := range map[string]string{"8080": "lb", "16686": "jaeger", "4222": "nats-1", "8090": "sim", "8222": "nats-1", "8081": "console"} {
 		if published[port] != svc {
 			t.Errorf("port %s is published by %q, want %s", port, published[port], svc)
 		}
@@ -143,8 +143,11 @@ func TestComposeFile(t *testing.T) {
 			t.Errorf("%s: health check %q should run the binary's healthcheck", name, hc)
 		}
 		addrVar := "METRICS_ADDR"
-		if command == "sim" {
+		switch command {
+		case "sim":
 			addrVar = "SIM_API_ADDR"
+		case "console":
+			addrVar = "ADMIN_ADDR"
 		}
 		v := s.Environment[addrVar]
 		if v == nil {
@@ -162,7 +165,8 @@ func TestComposeFile(t *testing.T) {
 	}
 	// Secrets come from .env, never from the file itself.
 	raw := string(must(os.ReadFile(filepath.Join(root, "docker-compose.yml"))))
-	if strings.Contains(raw, "whsec_") || !strings.Contains(raw, "${SPECTORA_WEBHOOK_SECRET:?") || !strings.Contains(raw, "${SPECTORA_API_TOKEN:?") {
+	if strings.Contains(raw, "whsec_") || !strings.Contains(raw, "${SPECTORA_WEBHOOK_SECRET:?") || !strings.Contains(raw, "${SPECTORA_API_TOKEN:?") ||
+		!strings.Contains(raw, "${ADMIN_TOKENS:?") {
 		t.Error("secrets must be interpolated from .env with ${VAR:?…}, never written in docker-compose.yml")
 	}
 	// The load balancer forwards to the gateway's port, retries a 503 or a
@@ -186,6 +190,14 @@ func TestComposeFile(t *testing.T) {
 	// clients' addresses through lb.
 	if v := p.Services["consumers"].Environment["AUDIT_LOG"]; v == nil || !strings.Contains(*v, "{hostname}") {
 		t.Errorf("consumers: AUDIT_LOG must hold {hostname}: two replicas share the volume")
+	}
+	// The console reads every gateway, acts as the operator user, and the
+	// record lookup it offers has its index.
+	if v := p.Services["console"].Environment["NATS_USER"]; v == nil || *v != "operator" {
+		t.Errorf("console: NATS_USER must be operator (it redrives and replays)")
+	}
+	if v := p.Services["consumers"].Environment["CONSUMER_GROUPS"]; v == nil || !strings.Contains(*v, "indexer") {
+		t.Errorf("consumers: CONSUMER_GROUPS lacks indexer: the console couldn't find events by record ID")
 	}
 	if v := p.Services["gateway"].Environment["TRUSTED_PROXIES"]; v == nil || *v == "" {
 		t.Errorf("gateway: TRUSTED_PROXIES unset: every client would share lb's address")

@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -278,6 +279,55 @@ func TestDeploymentsMatchTheBinary(t *testing.T) {
 		if svc == nil || svc.Spec.Ports[0].TargetPort.StrVal != port {
 			t.Errorf("Service %s must target port %q", name, port)
 		}
+	}
+}
+
+// The console runs alone, as the operator user, on its own port, with its
+// tokens from the Secret, reading every gateway through a headless Service.
+func TestConsoleDeployment(t *testing.T) {
+	m := loadManifests(t)
+	d := m.deployments["spectora-console"]
+	if d == nil {
+		t.Fatal("no spectora-console Deployment")
+	}
+	c := container(t, d)
+	if !slices.Equal(c.Args, []string{"console"}) {
+		t.Errorf("console: args %v, want [console]", c.Args)
+	}
+	for _, e := range c.Env {
+		if !knownEnv(t, "console", e.Name) {
+			t.Errorf("console: env %s is not a setting of `spectora-stream console`", e.Name)
+		}
+	}
+	if envValue(c, "NATS_USER") != "operator" {
+		t.Error("console: NATS_USER must be operator: it redrives and replays")
+	}
+	for _, e := range c.Env {
+		if e.Name == "ADMIN_TOKENS" && (e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil) {
+			t.Error("console: ADMIN_TOKENS must come from the Secret")
+		}
+	}
+	port := envValue(c, "ADMIN_ADDR")
+	if len(c.Ports) != 1 || ":"+fmt.Sprint(c.Ports[0].ContainerPort) != port {
+		t.Errorf("console: container port %v does not match ADMIN_ADDR %q", c.Ports, port)
+	}
+	for _, p := range []*corev1.Probe{c.ReadinessProbe, c.LivenessProbe} {
+		if p == nil || p.HTTPGet == nil || p.HTTPGet.Path != "/healthz" || p.HTTPGet.Port.StrVal != c.Ports[0].Name {
+			t.Error("console: probes must GET /healthz on its port")
+		}
+	}
+	if sc := d.Spec.Template.Spec.SecurityContext; sc == nil || sc.RunAsNonRoot == nil || !*sc.RunAsNonRoot {
+		t.Error("console: must run as non-root")
+	}
+	if svc := m.services["spectora-console"]; svc == nil || svc.Spec.Type == corev1.ServiceTypeLoadBalancer || svc.Spec.Type == corev1.ServiceTypeNodePort {
+		t.Error("console: want a ClusterIP Service (operators come through port-forward or an Ingress with TLS)")
+	}
+	metrics := m.services["spectora-gateway-metrics"]
+	if metrics == nil || metrics.Spec.ClusterIP != corev1.ClusterIPNone || !strings.Contains(envValue(c, "ADMIN_METRICS_URLS"), "spectora-gateway-metrics:9090") {
+		t.Error("console: ADMIN_METRICS_URLS must name the headless spectora-gateway-metrics Service, so every gateway pod is read")
+	}
+	if !strings.Contains(m.configMaps["spectora-stream"].Data["CONSUMER_GROUPS"], "indexer") {
+		t.Error("CONSUMER_GROUPS lacks indexer: the console couldn't find events by record ID")
 	}
 }
 
