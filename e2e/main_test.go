@@ -5,10 +5,10 @@ package e2e
 import (
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/spectora-stream/spectora-stream/internal/e2etest"
 )
 
 // root is the repository root.
@@ -23,29 +23,10 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	bin = filepath.Join(dir, "spectora-stream")
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/spectora-stream")
-	cmd.Dir = root
-	if out, err := cmd.CombinedOutput(); err != nil {
-		binErr = fmt.Errorf("go build: %v\n%s", err, out)
-	}
+	bin, binErr = e2etest.Build(dir)
 	code := m.Run()
 	_ = os.RemoveAll(dir)
 	os.Exit(code)
-}
-
-// need skips the test, or with SPECTORA_REQUIRE_E2E=1 fails it, when what
-// it needs is missing; it never passes because something was absent.
-func need(t *testing.T, ok bool, why string) {
-	t.Helper()
-	if ok {
-		return
-	}
-	msg := fmt.Sprintf("\n\n!!! %s cannot run: %s\n\n", t.Name(), why)
-	if os.Getenv("SPECTORA_REQUIRE_E2E") == "1" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
 }
 
 func binary(t *testing.T) string {
