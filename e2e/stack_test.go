@@ -4,9 +4,13 @@ package e2e
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,7 +25,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/spectora-stream/spectora-stream/internal/audit"
+	"github.com/spectora-stream/spectora-stream/internal/e2etest"
 	"github.com/spectora-stream/spectora-stream/internal/sim"
+	"github.com/spectora-stream/spectora-stream/internal/webhook"
 	"github.com/spectora-stream/spectora-stream/stream"
 )
 
@@ -71,9 +77,9 @@ func dotenv(t *testing.T, path string) map[string]string {
 // upStack starts the stack and waits until every service is healthy.
 func upStack(t *testing.T) *stack {
 	t.Helper()
-	need(t, exec.Command("docker", "info").Run() == nil, "no Docker engine answers `docker info`")
+	e2etest.Need(t, exec.Command("docker", "info").Run() == nil, "no Docker engine answers `docker info`")
 	tool := composeTool()
-	need(t, tool != nil, "neither `docker compose` nor `docker-compose` is installed")
+	e2etest.Need(t, tool != nil, "neither `docker compose` nor `docker-compose` is installed")
 	s := &stack{t: t, compose: tool, project: "spectora-e2e", env: dotenv(t, filepath.Join(root, ".env.example"))}
 	for _, k := range []string{"SPECTORA_STREAM_IMAGE", "NATS_IMAGE", "JAEGER_IMAGE", "LB_IMAGE"} {
 		s.env[k] = os.Getenv(k)
@@ -610,7 +616,7 @@ func TestComposeStackSurvivesFaults(t *testing.T) {
 		sort.Strings(ids)
 		eventually(t, time.Minute, "a trace spanning both services", func() bool {
 			for _, id := range ids[:min(len(ids), 40)] {
-				tr := findTrace(t, "http://127.0.0.1:16686", id, map[string]string{"verify webhook": "spectora-gateway"})
+				tr := e2etest.FindTrace("http://127.0.0.1:16686", id, map[string]string{"verify webhook": "spectora-gateway"})
 				if tr == nil {
 					continue
 				}
@@ -625,6 +631,60 @@ func TestComposeStackSurvivesFaults(t *testing.T) {
 			}
 			return false
 		})
+	})
+
+	t.Run("the console reads the cluster", func(t *testing.T) {
+		// One webhook for a record of our own, through lb.
+		signer, err := webhook.NewSigner(s.env["SPECTORA_WEBHOOK_SECRET"])
+		if err != nil {
+			t.Fatal(err)
+		}
+		body := webhook.Body("inspection.confirmed", "e2e-console-7", nil)
+		hdr, _ := signer.Headers(webhook.NewMessageID(), time.Now(), body)
+		req, _ := http.NewRequest(http.MethodPost, "http://127.0.0.1:8080/webhooks/spectora", bytes.NewReader(body))
+		req.Header = hdr
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("POST: %v %v", resp, err)
+		}
+		_ = resp.Body.Close()
+		// Log in with the first of .env's ADMIN_TOKENS.
+		first, _, _ := strings.Cut(s.env["ADMIN_TOKENS"], ",")
+		_, token, _ := strings.Cut(first, "=")
+		login, err := noRedirect.PostForm("http://127.0.0.1:8081/login", url.Values{"token": {token}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = login.Body.Close()
+		if len(login.Cookies()) != 1 {
+			t.Fatalf("console login: %s, cookies %v", login.Status, login.Cookies())
+		}
+		page := func(path string) string {
+			req, _ := http.NewRequest(http.MethodGet, "http://127.0.0.1:8081"+path, nil)
+			req.AddCookie(login.Cookies()[0])
+			resp, err := noRedirect.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != http.StatusOK {
+				t.Fatalf("console %s: %s", path, resp.Status)
+			}
+			return string(b)
+		}
+		// The indexer group (on in compose) finds it by record ID.
+		eventually(t, time.Minute, "the event found by record ID", func() bool {
+			return strings.Count(page("/events?record=e2e-console-7"), `<td><a href="/events/`) == 1
+		})
+		// Both gateway replicas are read through the service's DNS name.
+		eventually(t, time.Minute, "the health page reading both gateways", func() bool {
+			return strings.Contains(page("/health"), "Read from 2 gateways")
+		})
+		// The streams' two followers on the three-node cluster.
+		if groups := page("/groups"); !strings.Contains(groups, `<tr id="group-enricher">`) || !strings.Contains(groups, "of 2 followers current") {
+			t.Errorf("groups page lacks the enricher or the streams' followers")
+		}
 	})
 
 	t.Run("down and up keeps everything", func(t *testing.T) {
@@ -700,3 +760,5 @@ func TestComposeStackSurvivesFaults(t *testing.T) {
 	})
 
 }
+
+var noRedirect = &http.Client{Timeout: 10 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}

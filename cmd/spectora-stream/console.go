@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -34,8 +35,14 @@ func (f consoleFlags) validate() error {
 	if f.SessionTTL <= 0 {
 		return fmt.Errorf("ADMIN_SESSION_TTL %s: want more than 0", f.SessionTTL)
 	}
-	_, err := f.users()
-	return err
+	users, err := f.users()
+	if err != nil {
+		return err
+	}
+	if len(users) == 0 { // one is generated at start; check the rest
+		users = []console.User{{Name: "admin", Token: strings.Repeat("x", console.MinTokenLen), Role: console.RoleOperator}}
+	}
+	return console.Validate(console.Config{Users: users, JaegerURL: f.JaegerURL, MetricsURLs: splitList(f.MetricsURL)})
 }
 
 // users are the console's tokens: ADMIN_TOKEN as user admin, and

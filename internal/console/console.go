@@ -92,23 +92,34 @@ type Action struct {
 
 const maxActions = 200
 
-// New returns a Console over js.
-func New(cfg Config, js jetstream.JetStream) (*Console, error) {
+// Validate checks cfg as New does; its errors wrap ErrConfig and name the
+// binary's settings (ADMIN_TOKENS, JAEGER_UI_URL, ADMIN_METRICS_URLS).
+func Validate(cfg Config) error {
 	if err := validateUsers(cfg.Users); err != nil {
-		return nil, err
+		return fmt.Errorf("ADMIN_TOKEN/ADMIN_TOKENS: %w", err)
 	}
-	if cfg.JaegerURL != "" {
-		u, err := url.Parse(cfg.JaegerURL)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return nil, fmt.Errorf("%w: JAEGER_UI_URL %q: want an http(s) URL", ErrConfig, cfg.JaegerURL)
-		}
-		cfg.JaegerURL = strings.TrimRight(cfg.JaegerURL, "/")
+	if cfg.JaegerURL != "" && !httpURL(cfg.JaegerURL) {
+		return fmt.Errorf("%w: JAEGER_UI_URL %q: want the Jaeger UI's http(s) URL, e.g. http://localhost:16686", ErrConfig, cfg.JaegerURL)
 	}
 	for _, m := range cfg.MetricsURLs {
-		if u, err := url.Parse(m); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return nil, fmt.Errorf("%w: metrics URL %q: want an http(s) URL", ErrConfig, m)
+		if !httpURL(m) {
+			return fmt.Errorf("%w: ADMIN_METRICS_URLS %q: want http(s) URLs of gateways' /metrics", ErrConfig, m)
 		}
 	}
+	return nil
+}
+
+func httpURL(s string) bool {
+	u, err := url.Parse(s)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
+}
+
+// New returns a Console over js.
+func New(cfg Config, js jetstream.JetStream) (*Console, error) {
+	if err := Validate(cfg); err != nil {
+		return nil, err
+	}
+	cfg.JaegerURL = strings.TrimRight(cfg.JaegerURL, "/")
 	if cfg.SessionTTL <= 0 {
 		cfg.SessionTTL = 12 * time.Hour
 	}

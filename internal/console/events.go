@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/spectora-stream/spectora-stream/admin"
 	"github.com/spectora-stream/spectora-stream/enrich"
@@ -351,7 +352,9 @@ func (c *Console) event(w http.ResponseWriter, r *request) error {
 		return nil
 	}
 	wh := ev.Webhook
-	env, _ := protojson.MarshalOptions{Multiline: true, Indent: "  "}.Marshal(wh)
+	shown := proto.CloneOf(wh)
+	shown.Body = nil // shown below, as JSON
+	env, _ := protojson.MarshalOptions{Multiline: true, Indent: "  "}.Marshal(shown)
 	d.Envelope = string(env)
 	d.Body = indent(wh.GetBody())
 	if tp := m.Header.Get(stream.HeaderTraceParent); tp != "" {

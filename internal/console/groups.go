@@ -22,6 +22,7 @@ type streamRow struct {
 	MaxAge                time.Duration
 	FirstTime, LastTime   time.Time
 	FirstSeq, LastSeq     uint64
+	NextSeq               uint64
 	Consumers             int
 	MsgsUse, BytesUse     string // percentage of the limit, "" without one
 	Replicas              int
@@ -86,6 +87,7 @@ func (c *Console) groups(w http.ResponseWriter, r *request) error {
 			}
 			st.Leader, st.ClusterHealth = cl.Leader, fmt.Sprintf("%d of %d followers current", current, len(cl.Replicas))
 		}
+		st.NextSeq = info.State.LastSeq + 1
 		d.Streams = append(d.Streams, st)
 		if name == stream.DLQ {
 			continue
