@@ -40,6 +40,10 @@ func deadLetterFrom(subject string, seq uint64, h nats.Header, data []byte) Dead
 	return DeadLetter{DeadLetter: meta, Sequence: seq, Subject: subject, Header: h, Data: data}
 }
 
+// readerIdle is how long the server keeps the ordered consumers Admin reads
+// with after their last use: they are one-off readers.
+const readerIdle = 5 * time.Second
+
 // Admin acts on the streams of one JetStream.
 type Admin struct {
 	js jetstream.JetStream
@@ -82,13 +86,36 @@ func (a *Admin) DeadLetters(ctx context.Context, group string, limit int) ([]Dea
 	if limit > 0 {
 		want = min(limit, want)
 	}
-	cons, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter}})
+	return readDeadLetters(ctx, s, jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter}, InactiveThreshold: readerIdle}, want)
+}
+
+// DeadLettersOf returns up to limit dead letters of events first published
+// on subject (any group), dead-lettered at or after since, oldest first;
+// their bodies are left out. The event page reads them.
+func (a *Admin) DeadLettersOf(ctx context.Context, subject string, since time.Time, limit int) ([]DeadLetter, error) {
+	sub, err := stream.ParseSubject(subject)
+	if err != nil || sub.Route.Resource == "" {
+		return nil, fmt.Errorf("%w: %q is not an event subject", ErrInvalid, subject)
+	}
+	s, err := a.dlq(ctx)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]DeadLetter, 0, want)
+	return readDeadLetters(ctx, s, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{sub.Route.DeadLetterSubject("*")}, DeliverPolicy: jetstream.DeliverByStartTimePolicy,
+		OptStartTime: &since, HeadersOnly: true, InactiveThreshold: readerIdle,
+	}, limit)
+}
+
+// readDeadLetters reads up to want dead letters through an ordered consumer.
+func readDeadLetters(ctx context.Context, s jetstream.Stream, cfg jetstream.OrderedConsumerConfig, want int) ([]DeadLetter, error) {
+	cons, err := s.OrderedConsumer(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	var out []DeadLetter
 	for len(out) < want {
-		batch, err := cons.Fetch(min(want-len(out), 256), jetstream.FetchMaxWait(2*time.Second))
+		batch, err := cons.FetchNoWait(min(want-len(out), 256))
 		if err != nil {
 			return out, err
 		}
@@ -101,11 +128,11 @@ func (a *Admin) DeadLetters(ctx context.Context, group string, limit int) ([]Dea
 			}
 			out = append(out, deadLetterFrom(m.Subject(), md.Sequence.Stream, m.Headers(), m.Data()))
 		}
-		if batch.Error() != nil {
-			return out, batch.Error()
+		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
+			return out, err
 		}
 		if n == 0 {
-			break // the rest was removed meanwhile
+			break // the end, or the rest was removed meanwhile
 		}
 	}
 	return out, nil
@@ -239,7 +266,8 @@ func firstSince(ctx context.Context, s jetstream.Stream, t time.Time) (uint64, e
 	if info.State.Msgs == 0 || info.State.LastTime.Before(t) {
 		return 0, nil // nothing to wait for
 	}
-	oc, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverByStartTimePolicy, OptStartTime: &t})
+	oc, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverByStartTimePolicy, OptStartTime: &t,
+		InactiveThreshold: readerIdle, HeadersOnly: true})
 	if err != nil {
 		return 0, err
 	}

@@ -11,9 +11,9 @@ import (
 	"fmt"
 	"io/fs"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -137,24 +137,26 @@ func TokenFile(path string) (token string, created bool, err error) {
 	return token, true, f.Close()
 }
 
-// sessions signs and checks session cookies and CSRF tokens. The key is
-// derived from the tokens: replicas configured alike accept each other's
-// sessions, and changing a token ends the sessions opened with it.
+// sessions signs and checks session cookies and CSRF tokens. Each user's
+// cookies are signed with a key derived from that user's name, role and
+// token: replicas configured alike accept each other's sessions, changing a
+// user's token or role ends that user's sessions, and adding or removing
+// another user ends none.
 type sessions struct {
-	key   []byte
-	users []User
+	users map[string]User
+	keys  map[string][]byte
 	ttl   time.Duration
 	now   func() time.Time
 }
 
 func newSessions(users []User, ttl time.Duration) *sessions {
-	mac := hmac.New(sha256.New, []byte("spectora-stream console session v1"))
-	sorted := slices.Clone(users)
-	slices.SortFunc(sorted, func(a, b User) int { return strings.Compare(a.Name, b.Name) })
-	for _, u := range sorted {
-		_, _ = fmt.Fprintf(mac, "%s\x00%s\x00%s\x00", u.Name, u.Role, u.Token)
+	s := &sessions{users: map[string]User{}, keys: map[string][]byte{}, ttl: ttl, now: time.Now}
+	for _, u := range users {
+		mac := hmac.New(sha256.New, []byte("spectora-stream console session v1"))
+		_, _ = fmt.Fprintf(mac, "%s\x00%s\x00%s", u.Name, u.Role, u.Token)
+		s.users[u.Name], s.keys[u.Name] = u, mac.Sum(nil)
 	}
-	return &sessions{key: mac.Sum(nil), users: users, ttl: ttl, now: time.Now}
+	return s
 }
 
 // login returns the user whose token this is. Every token is compared, in
@@ -162,8 +164,10 @@ func newSessions(users []User, ttl time.Duration) *sessions {
 func (s *sessions) login(token string) (User, bool) {
 	var found User
 	ok := 0
+	given := sha256.Sum256([]byte(token)) // digests: equal lengths, so no length leaks
 	for _, u := range s.users {
-		match := subtle.ConstantTimeCompare([]byte(u.Token), []byte(token))
+		want := sha256.Sum256([]byte(u.Token))
+		match := subtle.ConstantTimeCompare(want[:], given[:])
 		if match == 1 {
 			found = u
 		}
@@ -172,59 +176,63 @@ func (s *sessions) login(token string) (User, bool) {
 	return found, ok == 1
 }
 
-func fingerprint(token string) string {
-	sum := sha256.Sum256([]byte(token))
-	return hex.EncodeToString(sum[:6])
-}
-
-func (s *sessions) sign(payload string) string {
-	mac := hmac.New(sha256.New, s.key)
+func sign(key []byte, payload string) string {
+	mac := hmac.New(sha256.New, key)
 	mac.Write([]byte(payload))
 	return base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
 }
 
-// issue returns a session cookie value for u: name, expiry, the token's
-// fingerprint, and their HMAC.
+// issue returns a session cookie value for u: its name and expiry, signed
+// with its key.
 func (s *sessions) issue(u User) string {
-	payload := base64.RawURLEncoding.EncodeToString([]byte(u.Name)) + "." +
-		strconv.FormatInt(s.now().Add(s.ttl).Unix(), 10) + "." + fingerprint(u.Token)
-	return payload + "." + s.sign(payload)
+	payload := base64.RawURLEncoding.EncodeToString([]byte(u.Name)) + "." + strconv.FormatInt(s.now().Add(s.ttl).Unix(), 10)
+	return payload + "." + sign(s.keys[u.Name], payload)
 }
 
-// check returns the user of a session cookie value that is signed, unexpired
-// and whose token is still configured.
-func (s *sessions) check(value string) (User, bool) {
+// user is the user a session value names, before any check.
+func (s *sessions) user(value string) (User, string, bool) {
 	i := strings.LastIndexByte(value, '.')
 	if i < 0 {
+		return User{}, "", false
+	}
+	payload := value[:i]
+	name64, _, _ := strings.Cut(payload, ".")
+	name, err := base64.RawURLEncoding.DecodeString(name64)
+	if err != nil {
+		return User{}, "", false
+	}
+	u, ok := s.users[string(name)]
+	return u, payload, ok
+}
+
+// check returns the user of a session cookie value that is signed with its
+// user's current key and unexpired.
+func (s *sessions) check(value string) (User, bool) {
+	u, payload, ok := s.user(value)
+	if !ok || !hmac.Equal([]byte(value[len(payload)+1:]), []byte(sign(s.keys[u.Name], payload))) {
 		return User{}, false
 	}
-	payload, sig := value[:i], value[i+1:]
-	if !hmac.Equal([]byte(sig), []byte(s.sign(payload))) {
+	_, expText, _ := strings.Cut(payload, ".")
+	exp, err := strconv.ParseInt(expText, 10, 64)
+	if err != nil || s.now().Unix() >= exp {
 		return User{}, false
 	}
-	parts := strings.Split(payload, ".")
-	if len(parts) != 3 {
-		return User{}, false
-	}
-	name, err := base64.RawURLEncoding.DecodeString(parts[0])
-	exp, err2 := strconv.ParseInt(parts[1], 10, 64)
-	if err != nil || err2 != nil || s.now().Unix() >= exp {
-		return User{}, false
-	}
-	for _, u := range s.users {
-		if u.Name == string(name) && fingerprint(u.Token) == parts[2] {
-			return u, true
-		}
-	}
-	return User{}, false
+	return u, true
 }
 
 // csrf is the CSRF token of a session: an HMAC of its cookie value, so it
 // needs no storage and dies with the session.
-func (s *sessions) csrf(session string) string { return s.sign("csrf\x00" + session) }
+func (s *sessions) csrf(session string) string {
+	u, _, ok := s.user(session)
+	if !ok {
+		return ""
+	}
+	return sign(s.keys[u.Name], "csrf\x00"+session)
+}
 
 func (s *sessions) checkCSRF(session, token string) bool {
-	return token != "" && hmac.Equal([]byte(token), []byte(s.csrf(session)))
+	want := s.csrf(session)
+	return token != "" && want != "" && hmac.Equal([]byte(token), []byte(want))
 }
 
 // cookieName is the session cookie: __Host- makes browsers take it only
@@ -265,9 +273,18 @@ func (c *Console) logout(w http.ResponseWriter, r *request) error {
 }
 
 // localPath is p when it is a path on this host, else "/events": a login
-// never redirects elsewhere.
+// never redirects elsewhere. Control characters and backslashes are refused
+// (browsers drop a tab and read "/\t/host" as "//host").
 func localPath(p string) string {
-	if !strings.HasPrefix(p, "/") || strings.HasPrefix(p, "//") || strings.HasPrefix(p, "/\\") {
+	if !strings.HasPrefix(p, "/") || strings.HasPrefix(p, "//") || strings.ContainsAny(p, "\\") {
+		return "/events"
+	}
+	for i := 0; i < len(p); i++ {
+		if p[i] < 0x20 || p[i] == 0x7f {
+			return "/events"
+		}
+	}
+	if u, err := url.Parse(p); err != nil || u.Scheme != "" || u.Host != "" || strings.HasPrefix(u.Path, "//") {
 		return "/events"
 	}
 	return p

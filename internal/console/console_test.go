@@ -254,7 +254,7 @@ func TestLogin(t *testing.T) {
 		t.Error("the page doesn't say who is logged in")
 	}
 	// A login never redirects off the host.
-	for _, next := range []string{"//evil.example/", "https://evil.example/", "/\\evil.example"} {
+	for _, next := range []string{"//evil.example/", "https://evil.example/", "/\\evil.example", "/\t/evil.example", "/%2F/evil.example"} {
 		resp := e.post("/login", nil, url.Values{"token": {opToken}, "next": {next}})
 		if loc := resp.Header.Get("Location"); loc != "/events" {
 			t.Errorf("next=%s redirected to %q, want /events", next, loc)
@@ -287,6 +287,17 @@ func TestSessionsEndWithTheirToken(t *testing.T) {
 	req, _ := http.NewRequest(http.MethodGet, srv.URL+"/events", nil)
 	if resp := e.do(req, ck); resp.StatusCode != http.StatusSeeOther {
 		t.Errorf("a session after its token changed: %s, want 303 to login", resp.Status)
+	}
+	// Adding a user ends nobody's session.
+	more, err := console.New(console.Config{Users: append([]console.User{{Name: "carol", Token: "carol-token-0123456789", Role: console.RoleViewer}}, users...)}, e.js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv3 := httptest.NewServer(more.Handler())
+	defer srv3.Close()
+	req, _ = http.NewRequest(http.MethodGet, srv3.URL+"/events", nil)
+	if resp := e.do(req, ck); resp.StatusCode != http.StatusOK {
+		t.Errorf("a session after another user was added: %s, want 200", resp.Status)
 	}
 	// A replica configured alike accepts it.
 	same, err := console.New(console.Config{Users: users}, e.js)
@@ -427,8 +438,10 @@ func TestEventsPage(t *testing.T) {
 			t.Errorf("event %s listed for record 1003 is not one of its events", seq)
 		}
 	}
-	if resp, body := e.get("/events?since=yesterday", ck); resp.StatusCode != http.StatusBadRequest || !strings.Contains(errorText(body), "since") {
-		t.Errorf("a bad since: %s %q", resp.Status, errorText(body))
+	for q, want := range map[string]string{"since=yesterday": "since", "source=*": "source", "resource=a.b&record=1": "resource", "before=x": "before"} {
+		if resp, body := e.get("/events?"+q, ck); resp.StatusCode != http.StatusBadRequest || !strings.Contains(errorText(body), want) {
+			t.Errorf("?%s: %s %q, want 400 naming %s", q, resp.Status, errorText(body), want)
+		}
 	}
 }
 
@@ -479,8 +492,20 @@ func TestEventPage(t *testing.T) {
 	if _, err := e.js.CreateOrUpdateConsumer(context.Background(), stream.Raw, jetstream.ConsumerConfig{Durable: "late", AckPolicy: jetstream.AckExplicitPolicy}); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(e.page(fmt.Sprintf("/events/%d", seq), ck), `<td>late</td><td class="state-pending">`) {
-		t.Error("a group that was never delivered the event isn't shown pending")
+	// A group whose filter doesn't take the event, and one that starts after it.
+	for _, cfg := range []jetstream.ConsumerConfig{
+		{Durable: "agents", AckPolicy: jetstream.AckExplicitPolicy, FilterSubject: "spectora.agent.*"},
+		{Durable: "newer", AckPolicy: jetstream.AckExplicitPolicy, DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: bad},
+	} {
+		if _, err := e.js.CreateOrUpdateConsumer(context.Background(), stream.Raw, cfg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	body = e.page(fmt.Sprintf("/events/%d", seq), ck)
+	for _, want := range []string{`<td>late</td><td class="state-pending">`, `<td>agents</td><td class="state-not subscribed">`, `<td>newer</td><td class="state-not subscribed">`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("event page lacks %s", want)
+		}
 	}
 	for path, status := range map[string]int{"/events/999": 404, "/events/abc": 400, "/events/0": 400} {
 		if resp, body := e.get(path, ck); resp.StatusCode != status {
@@ -541,15 +566,16 @@ func TestDeadLetters(t *testing.T) {
 	natstest.Eventually(t, 10*time.Second, "redriven dead letters dead-lettered again", func() bool {
 		return len(mustDeadLetters(t, e)) == 4
 	})
-	if resp := e.post("/dead-letters/redrive", ck, url.Values{"all": {"1"}, "group": {"billing"}, "confirm": {"billing"}, "csrf": {csrf}}); resp.StatusCode != http.StatusSeeOther {
-		t.Errorf("redrive all confirmed: %s", resp.Status)
+	resp = e.post("/dead-letters/redrive", ck, url.Values{"all": {"1"}, "group": {"billing"}, "confirm": {"billing"}, "csrf": {csrf}})
+	if loc, _ := url.QueryUnescape(resp.Header.Get("Location")); resp.StatusCode != http.StatusSeeOther || !strings.Contains(loc, "done=redriven 4") {
+		t.Errorf("redrive all confirmed: %s → %q, want the 4 redriven (each once)", resp.Status, loc)
 	}
 	// Purge needs its confirmation too.
-	if resp := e.post("/dead-letters/purge", ck, url.Values{"group": {"all"}, "confirm": {"yes"}, "csrf": {csrf}}); resp.StatusCode != http.StatusBadRequest {
+	if resp := e.post("/dead-letters/purge", ck, url.Values{"group": {"*"}, "confirm": {"yes"}, "csrf": {csrf}}); resp.StatusCode != http.StatusBadRequest {
 		t.Errorf("purge with the wrong confirmation: %s, want 400", resp.Status)
 	}
 	natstest.Eventually(t, 10*time.Second, "every dead letter back", func() bool { return len(mustDeadLetters(t, e)) == 4 })
-	if resp := e.post("/dead-letters/purge", ck, url.Values{"group": {"all"}, "confirm": {"all"}, "csrf": {csrf}}); resp.StatusCode != http.StatusSeeOther {
+	if resp := e.post("/dead-letters/purge", ck, url.Values{"group": {"*"}, "confirm": {"all"}, "csrf": {csrf}}); resp.StatusCode != http.StatusSeeOther {
 		t.Errorf("purge: %s", resp.Status)
 	}
 	body = e.page("/dead-letters", ck)
@@ -722,5 +748,93 @@ func TestTokenFile(t *testing.T) {
 	}
 	if _, _, err := console.TokenFile(path); !errors.Is(err, console.ErrConfig) || !strings.Contains(err.Error(), "chmod 600") {
 		t.Errorf("a token file others can read: %v", err)
+	}
+}
+
+// Without a record ID the page reads backwards, at most 5,000 events a
+// page; "Older" goes on exactly where it stopped.
+func TestEventsPageScansBackwardsWithinALimit(t *testing.T) {
+	e := newEnv(t, console.Config{})
+	for i := 1; i <= 6000; i++ {
+		typ := "client.updated"
+		if i == 3 || i == 5500 {
+			typ = "agent.updated"
+		}
+		if _, err := e.js.PublishMsgAsync(natstest.EventFrom("default", fmt.Sprintf("msg_%d", i), typ, "1"), jetstream.WithMsgID(fmt.Sprintf("msg_%d", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	select {
+	case <-e.js.PublishAsyncComplete():
+	case <-time.After(30 * time.Second):
+		t.Fatal("publishing timed out")
+	}
+	ck := e.login(viewerToken)
+	seqs := func(body string) []string {
+		var out []string
+		for _, m := range regexp.MustCompile(`<td><a href="/events/(\d+)">`).FindAllStringSubmatch(body, -1) {
+			out = append(out, m[1])
+		}
+		return out
+	}
+	older := func(body string) string {
+		m := regexp.MustCompile(`href="(/events\?[^"]+)" id="older"`).FindStringSubmatch(body)
+		if m == nil {
+			return ""
+		}
+		return strings.ReplaceAll(m[1], "&amp;", "&")
+	}
+	body := e.page("/events?type=agent.updated", ck)
+	if got := seqs(body); len(got) != 1 || got[0] != "5500" || !strings.Contains(body, "1 shown, 5000 read") {
+		t.Fatalf("first page: %v, want 5500 alone after reading 5,000", got)
+	}
+	next := older(body)
+	if !strings.Contains(next, "before=1001") {
+		t.Fatalf("Older link %q, want before=1001", next)
+	}
+	body = e.page(next, ck)
+	if got := seqs(body); len(got) != 1 || got[0] != "3" || older(body) != "" {
+		t.Errorf("second page: %v (older %q), want 3 and the end", got, older(body))
+	}
+	// Unfiltered pages follow each other without a gap or a repeat.
+	seen := map[string]bool{}
+	path := "/events"
+	for range 3 {
+		body := e.page(path, ck)
+		for _, s := range seqs(body) {
+			if seen[s] {
+				t.Fatalf("event %s on two pages", s)
+			}
+			seen[s] = true
+		}
+		path = older(body)
+	}
+	for i := 6000; i > 5850; i-- {
+		if !seen[fmt.Sprint(i)] {
+			t.Fatalf("event %d missing from the first three pages", i)
+		}
+	}
+}
+
+// Before the gateway first starts there is no stream: the pages say so.
+func TestPagesBeforeAnyStream(t *testing.T) {
+	s := natstest.Server(t)
+	_, js := natstest.JetStream(t, s)
+	c, err := console.New(console.Config{Users: users}, js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(c.Handler())
+	defer srv.Close()
+	e := &env{t: t, js: js, srv: srv, c: c}
+	ck := e.login(viewerToken)
+	if body := e.page("/events", ck); !strings.Contains(body, "stream doesn&#39;t exist") {
+		t.Errorf("events page without a stream: %s", errorText(body))
+	}
+	for _, path := range []string{"/groups", "/dead-letters", "/health"} {
+		e.page(path, ck)
+	}
+	if resp, _ := e.get("/events/1", ck); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("an event without a stream: %s, want 404", resp.Status)
 	}
 }

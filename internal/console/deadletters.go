@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/spectora-stream/spectora-stream/admin"
@@ -50,25 +52,52 @@ func (c *Console) deadLetters(w http.ResponseWriter, r *request) error {
 	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
 	defer cancel()
 	d := deadLettersData{Group: group, Actions: c.Actions(), Flash: r.URL.Query().Get("done")}
-	all, err := c.admin.DeadLetters(ctx, "", 0)
-	if err != nil && !errors.Is(err, admin.ErrNotFound) {
+	// Counts per group from the stream's subject index; bodies only for
+	// the page's rows.
+	counts, err := c.deadLetterCounts(ctx)
+	if err != nil {
 		return err
 	}
-	seen := map[string]bool{}
-	for _, dl := range all {
-		if !seen[dl.Group] {
-			seen[dl.Group] = true
-			d.Groups = append(d.Groups, dl.Group)
+	for g, n := range counts {
+		d.Groups = append(d.Groups, g)
+		if group == "" || g == group {
+			d.Total += int(n)
 		}
-		if group == "" || dl.Group == group {
-			d.Total++
-			if len(d.Rows) < maxDeadLetters {
-				d.Rows = append(d.Rows, deadLetterRowFrom(dl))
-			}
+	}
+	slices.Sort(d.Groups)
+	if d.Total > 0 {
+		dls, err := c.admin.DeadLetters(ctx, group, maxDeadLetters)
+		if err != nil {
+			return err
+		}
+		for _, dl := range dls {
+			d.Rows = append(d.Rows, deadLetterRowFrom(dl))
 		}
 	}
 	c.render(w, r, http.StatusOK, "deadletters", d)
 	return nil
+}
+
+// deadLetterCounts is the number of dead letters per group.
+func (c *Console) deadLetterCounts(ctx context.Context) (map[string]uint64, error) {
+	counts := map[string]uint64{}
+	s, err := c.js.Stream(ctx, stream.DLQ)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return counts, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("stream %s: %w", stream.DLQ, err)
+	}
+	info, err := s.Info(ctx, jetstream.WithSubjectFilter(stream.DeadLetterFilter("")))
+	if err != nil {
+		return nil, fmt.Errorf("stream %s: %w", stream.DLQ, err)
+	}
+	for subj, n := range info.State.Subjects {
+		if sub, err := stream.ParseSubject(subj); err == nil {
+			counts[sub.Group] += n
+		}
+	}
+	return counts, nil
 }
 
 type deadLetterData struct {
@@ -120,27 +149,22 @@ func (c *Console) redrive(w http.ResponseWriter, r *request) error {
 		if r.PostFormValue("confirm") != group {
 			return fmt.Errorf("%w: redrive all of %s: type the group's name to confirm", errBadRequest, group)
 		}
-		dls, err := c.admin.DeadLetters(ctx, group, maxDeadLetters)
-		if err != nil {
-			return err
-		}
-		for _, dl := range dls {
-			seqs = append(seqs, dl.Sequence)
-		}
-		what = fmt.Sprintf("redrive all dead letters of %s (%d)", group, len(seqs))
-	} else {
-		for _, v := range r.PostForm["seq"] {
-			seq, err := strconv.ParseUint(v, 10, 64)
-			if err != nil || seq == 0 {
-				return fmt.Errorf("%w: seq %q: want a dead-letter sequence", errBadRequest, v)
-			}
-			seqs = append(seqs, seq)
-		}
-		if len(seqs) == 0 {
-			return fmt.Errorf("%w: no dead letter selected", errBadRequest)
-		}
-		what = "redrive dead letter " + joinSeqs(seqs)
+		return c.redriveAll(ctx, w, r, group)
 	}
+	for _, v := range r.PostForm["seq"] {
+		seq, err := strconv.ParseUint(v, 10, 64)
+		if err != nil || seq == 0 {
+			return fmt.Errorf("%w: seq %q: want a dead-letter sequence", errBadRequest, v)
+		}
+		seqs = append(seqs, seq)
+	}
+	switch {
+	case len(seqs) == 0:
+		return fmt.Errorf("%w: no dead letter selected", errBadRequest)
+	case len(seqs) > maxDeadLetters:
+		return fmt.Errorf("%w: %d dead letters selected: at most %d at once (or redrive all of a group)", errBadRequest, len(seqs), maxDeadLetters)
+	}
+	what = "redrive dead letter " + joinSeqs(seqs)
 	var done []string
 	var failed []string
 	var firstErr error
@@ -168,6 +192,52 @@ func (c *Console) redrive(w http.ResponseWriter, r *request) error {
 	return nil
 }
 
+// redriveAll redrives every dead letter group had when asked, a page at a
+// time; those that fail again and come back (with later sequences) are not
+// redriven twice.
+func (c *Console) redriveAll(ctx context.Context, w http.ResponseWriter, r *request, group string) error {
+	s, err := c.js.Stream(ctx, stream.DLQ)
+	if err != nil {
+		return fmt.Errorf("stream %s: %w", stream.DLQ, err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("stream %s: %w", stream.DLQ, err)
+	}
+	upTo := info.State.LastSeq
+	tried := map[uint64]bool{}
+	var done, failed int
+	for {
+		dls, err := c.admin.DeadLetters(ctx, group, maxDeadLetters)
+		if err != nil {
+			return err
+		}
+		progressed := false
+		for _, dl := range dls {
+			if dl.Sequence > upTo || tried[dl.Sequence] {
+				continue
+			}
+			tried[dl.Sequence], progressed = true, true
+			if _, err := c.admin.Redrive(ctx, dl.Sequence); err != nil {
+				c.log.Warn("console: redrive failed; the dead letter is kept", "seq", dl.Sequence, "err", err)
+				failed++
+				continue
+			}
+			done++
+		}
+		if !progressed {
+			break
+		}
+	}
+	result := fmt.Sprintf("redriven %d", done)
+	if failed > 0 {
+		result += fmt.Sprintf("; %d failed and were kept (see the log)", failed)
+	}
+	c.record(r.user, "redrive all dead letters of "+group, result)
+	http.Redirect(w, r.Request, "/dead-letters?"+url.Values{"group": {group}, "done": {result}}.Encode(), http.StatusSeeOther)
+	return nil
+}
+
 func cmpErr(a, b error) error {
 	if a != nil {
 		return a
@@ -183,16 +253,16 @@ func joinSeqs(seqs []uint64) string {
 	return strings.Join(s, ", ")
 }
 
-// purge deletes a group's dead letters (or all, group "*"), when the form
-// repeats the group's name (or "all") in confirm.
+// purge deletes a group's dead letters, or every group's (group "*"), when
+// the form repeats the group's name (or "all") in confirm.
 func (c *Console) purge(w http.ResponseWriter, r *request) error {
 	group := r.PostFormValue("group")
 	want := group
-	if group == "" {
-		return fmt.Errorf("%w: purge: name the group, or all", errBadRequest)
-	}
-	if group == "all" {
-		group = ""
+	switch group {
+	case "":
+		return fmt.Errorf("%w: purge: name the group, or * for all", errBadRequest)
+	case "*":
+		group, want = "", "all"
 	}
 	if r.PostFormValue("confirm") != want {
 		return fmt.Errorf("%w: purge %s: type %q to confirm", errBadRequest, want, want)

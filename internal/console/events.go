@@ -9,6 +9,7 @@ import (
 	"html/template"
 	"net/http"
 	"net/url"
+	"regexp"
 	"slices"
 	"sort"
 	"strconv"
@@ -27,9 +28,10 @@ import (
 )
 
 // The events page shows pageSize events, newest first. Without a record ID
-// it reads the raw stream backwards in windows and stops after scanLimit
-// events per page, so a busy page costs the server a bounded read however
-// large the stream is; "Older" goes on from there.
+// it reads the raw stream backwards (the newest window, then the rest of
+// the limit) and stops after scanLimit events per page, so a busy page
+// costs the server a bounded read however large the stream is; "Older"
+// goes on from there.
 const (
 	pageSize  = 50
 	window    = 500
@@ -50,6 +52,11 @@ func parseFilter(q url.Values, now time.Time) (eventFilter, error) {
 		Source: strings.TrimSpace(q.Get("source")), SvixID: strings.TrimSpace(q.Get("svix_id")), Record: strings.TrimSpace(q.Get("record")),
 		SinceText: strings.TrimSpace(q.Get("since")), UntilText: strings.TrimSpace(q.Get("until")),
 	}
+	for name, v := range map[string]string{"source": f.Source, "resource": f.Resource, "action": f.Action} {
+		if !tokenRe.MatchString(v) {
+			return f, fmt.Errorf("%w: %s %q: letters, digits, _ and - only", errBadRequest, name, v)
+		}
+	}
 	var err error
 	if f.Since, err = parseTime(f.SinceText, now); err != nil {
 		return f, fmt.Errorf("%w: since: %v", errBadRequest, err)
@@ -64,6 +71,13 @@ func parseFilter(q url.Values, now time.Time) (eventFilter, error) {
 	}
 	return f, nil
 }
+
+// tokenRe is what a source, resource or action filter may hold: one subject
+// or key token.
+var tokenRe = regexp.MustCompile(`^[A-Za-z0-9_-]*$`)
+
+// traceIDRe is a W3C trace ID: 32 lowercase hex digits.
+var traceIDRe = regexp.MustCompile(`^[0-9a-f]{32}$`)
 
 // parseTime reads "2026-11-27T10:00:00Z", "2026-11-27" or a duration ago
 // ("90m", "2h").
@@ -197,6 +211,10 @@ func (c *Console) eventsOfRecord(ctx context.Context, d *eventsData) error {
 // window at a time, until a page is full or scanLimit events were read.
 func (c *Console) scanEvents(ctx context.Context, d *eventsData) error {
 	s, err := c.js.Stream(ctx, stream.Raw)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		d.Notice = "No events yet: the " + stream.Raw + " stream doesn't exist until the gateway first starts."
+		return nil
+	}
 	if err != nil {
 		return fmt.Errorf("stream %s: %w", stream.Raw, err)
 	}
@@ -222,7 +240,16 @@ func (c *Console) scanEvents(ctx context.Context, d *eventsData) error {
 		return nil
 	}
 	for end >= first && d.Scanned < scanLimit {
-		start := max(first, end-min(end, window)+1)
+		// The newest window first (enough for an unfiltered page), then the
+		// rest of the scan limit in one read: one ordered consumer each.
+		size := uint64(window)
+		if d.Scanned > 0 {
+			size = uint64(scanLimit - d.Scanned)
+		}
+		start := first
+		if end+1 > size {
+			start = max(first, end+1-size)
+		}
 		msgs, err := readRange(ctx, s, start, end)
 		if err != nil {
 			return err
@@ -256,6 +283,7 @@ func (c *Console) scanEvents(ctx context.Context, d *eventsData) error {
 func readRange(ctx context.Context, s jetstream.Stream, start, end uint64) ([]row, error) {
 	oc, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
 		DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: start, InactiveThreshold: 5 * time.Second,
+		HeadersOnly: true, // a row needs headers and metadata only
 	})
 	if err != nil {
 		return nil, fmt.Errorf("read %s from %d: %w", stream.Raw, start, err)
@@ -293,8 +321,15 @@ func readRange(ctx context.Context, s jetstream.Stream, start, end uint64) ([]ro
 // query is the events page before seq, with the same filter.
 func (f eventFilter) query(before uint64) template.URL {
 	q := url.Values{}
+	// Times go into the link as instants: "2h" must not move as one pages.
+	abs := func(t time.Time) string {
+		if t.IsZero() {
+			return ""
+		}
+		return t.UTC().Format(time.RFC3339Nano)
+	}
 	for k, v := range map[string]string{"type": f.Type, "resource": f.Resource, "action": f.Action, "source": f.Source,
-		"svix_id": f.SvixID, "record": f.Record, "since": f.SinceText, "until": f.UntilText} {
+		"svix_id": f.SvixID, "record": f.Record, "since": abs(f.Since), "until": abs(f.Until)} {
 		if v != "" {
 			q.Set(k, v)
 		}
@@ -334,6 +369,9 @@ func (c *Console) event(w http.ResponseWriter, r *request) error {
 	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
 	defer cancel()
 	s, err := c.js.Stream(ctx, stream.Raw)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return fmt.Errorf("%w: stream %s (the gateway hasn't started yet)", admin.ErrNotFound, stream.Raw)
+	}
 	if err != nil {
 		return fmt.Errorf("stream %s: %w", stream.Raw, err)
 	}
@@ -358,7 +396,7 @@ func (c *Console) event(w http.ResponseWriter, r *request) error {
 	d.Envelope = string(env)
 	d.Body = indent(wh.GetBody())
 	if tp := m.Header.Get(stream.HeaderTraceParent); tp != "" {
-		if parts := strings.Split(tp, "-"); len(parts) == 4 && len(parts[1]) == 32 {
+		if parts := strings.Split(tp, "-"); len(parts) == 4 && traceIDRe.MatchString(parts[1]) {
 			d.TraceID = parts[1]
 			if c.cfg.JaegerURL != "" {
 				d.TraceURL = c.cfg.JaegerURL + "/trace/" + d.TraceID
@@ -368,17 +406,30 @@ func (c *Console) event(w http.ResponseWriter, r *request) error {
 	if wh.GetRecordId() != "" {
 		c.recordOf(ctx, &d, wh.GetSource(), wh.GetResource(), wh.GetRecordId())
 	}
-	d.EnrichedSeq = c.enrichedSeq(ctx, wh.GetId(), stream.RouteFor(wh.GetType()).EnrichedSubject(), d.Time)
-	dls, err := c.admin.DeadLetters(ctx, "", 1000)
-	if err == nil {
+	route := stream.RouteFor(wh.GetType())
+	original := stream.OriginalSubject(m.Subject, m.Header) // a redrive's is in its headers
+	if sub, err := stream.ParseSubject(original); err == nil && sub.Route.Resource != "" {
+		route = sub.Route
+	}
+	d.EnrichedSeq = c.enrichedSeq(ctx, wh.GetId(), route.EnrichedSubject(), d.Time)
+	// Its dead letters: on its route's dead-letter subjects, from when it
+	// was stored; a redriven copy that failed again keeps the original's
+	// stream and sequence.
+	origSeq := seq
+	if v := m.Header.Get(stream.HeaderOriginalSequence); v != "" {
+		origSeq, _ = strconv.ParseUint(v, 10, 64)
+	}
+	if dls, err := c.admin.DeadLettersOf(ctx, route.Subject(), d.Time, 1000); err == nil {
 		for _, dl := range dls {
-			if (dl.OriginalStream == stream.Raw && dl.OriginalSequence == seq) ||
+			if (dl.OriginalStream == stream.Raw && dl.OriginalSequence == origSeq) ||
 				(d.EnrichedSeq > 0 && dl.OriginalStream == stream.Enriched && dl.OriginalSequence == d.EnrichedSeq) {
 				d.DeadLetters = append(d.DeadLetters, deadLetterRowFrom(dl))
 			}
 		}
 	}
-	d.Groups = c.groupStates(ctx, m.Subject, seq, d.EnrichedSeq, d.DeadLetters)
+	d.Groups = c.groupStates(ctx, []groupTarget{
+		{stream.Raw, m.Subject, seq, d.Time}, {stream.Enriched, route.EnrichedSubject(), d.EnrichedSeq, d.Time},
+	}, d.DeadLetters)
 	c.render(w, r, http.StatusOK, "event", d)
 	return nil
 }
@@ -428,16 +479,23 @@ func (c *Console) enrichedSeq(ctx context.Context, id, subject string, after tim
 	return 0
 }
 
+// groupTarget is the event as one stream holds it: the raw event, or its
+// enriched copy (seq 0 when none was found).
+type groupTarget struct {
+	stream, subject string
+	seq             uint64
+	stored          time.Time
+}
+
 // groupStates says, per group, whether it acknowledged the event: at or
 // below its ack floor it did; above what it was delivered it hasn't seen
 // it; in between JetStream can't tell (pending, or acked out of order).
-func (c *Console) groupStates(ctx context.Context, subject string, rawSeq, enrichedSeq uint64, dls []deadLetterRow) []groupState {
+// A group whose filter doesn't take the subject, or that starts after the
+// event, never gets it.
+func (c *Console) groupStates(ctx context.Context, targets []groupTarget, dls []deadLetterRow) []groupState {
 	var out []groupState
-	for _, st := range []struct {
-		name string
-		seq  uint64
-	}{{stream.Raw, rawSeq}, {stream.Enriched, enrichedSeq}} {
-		s, err := c.js.Stream(ctx, st.name)
+	for _, tg := range targets {
+		s, err := c.js.Stream(ctx, tg.stream)
 		if err != nil {
 			continue
 		}
@@ -445,13 +503,19 @@ func (c *Console) groupStates(ctx context.Context, subject string, rawSeq, enric
 			if ci.Config.Durable == "" {
 				continue // ephemeral: a reader like this page
 			}
-			g := groupState{Stream: st.name, Group: ci.Name}
+			g := groupState{Stream: tg.stream, Group: ci.Name}
+			cfg := ci.Config
 			switch {
-			case st.seq == 0:
+			case !takes(cfg, tg.subject):
+				g.State, g.Detail = "not subscribed", "its filter doesn't take "+tg.subject
+			case tg.seq == 0:
 				g.State, g.Detail = "unknown", "no enriched copy of this event found (not enriched yet, or not within 50 messages of its arrival)"
-			case ci.AckFloor.Stream >= st.seq:
+			case cfg.DeliverPolicy == jetstream.DeliverByStartSequencePolicy && cfg.OptStartSeq > tg.seq,
+				cfg.DeliverPolicy == jetstream.DeliverByStartTimePolicy && cfg.OptStartTime != nil && cfg.OptStartTime.After(tg.stored):
+				g.State, g.Detail = "not subscribed", "the group starts after this event"
+			case ci.AckFloor.Stream >= tg.seq:
 				g.State, g.Detail = "acknowledged", fmt.Sprintf("at or below its ack floor (%d)", ci.AckFloor.Stream)
-			case ci.Delivered.Stream < st.seq:
+			case ci.Delivered.Stream < tg.seq:
 				g.State, g.Detail = "pending", fmt.Sprintf("not delivered yet (delivered up to %d)", ci.Delivered.Stream)
 			default:
 				g.State, g.Detail = "in flight or acknowledged out of order", fmt.Sprintf("between its ack floor (%d) and last delivered (%d)", ci.AckFloor.Stream, ci.Delivered.Stream)
@@ -465,6 +529,39 @@ func (c *Console) groupStates(ctx context.Context, subject string, rawSeq, enric
 		}
 	}
 	return out
+}
+
+// takes says whether a consumer's filter takes subject (no filter: all).
+func takes(cfg jetstream.ConsumerConfig, subject string) bool {
+	filters := cfg.FilterSubjects
+	if cfg.FilterSubject != "" {
+		filters = append(filters, cfg.FilterSubject)
+	}
+	if len(filters) == 0 {
+		return true
+	}
+	for _, f := range filters {
+		if subjectMatches(f, subject) {
+			return true
+		}
+	}
+	return false
+}
+
+// subjectMatches is NATS subject matching: "*" one token, ">" the rest.
+func subjectMatches(filter, subject string) bool {
+	ft, st := strings.Split(filter, "."), strings.Split(subject, ".")
+	for i, f := range ft {
+		switch {
+		case f == ">":
+			return len(st) > i
+		case i >= len(st):
+			return false
+		case f != "*" && f != st[i]:
+			return false
+		}
+	}
+	return len(ft) == len(st)
 }
 
 func sortedHeaders(h nats.Header) [][2]string {

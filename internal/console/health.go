@@ -23,13 +23,10 @@ import (
 	"github.com/spectora-stream/spectora-stream/stream"
 )
 
-// gatewayTotals are the gateway counters the health page shows, summed over
-// every gateway it reads.
+// gatewayTotals are the counters of one gateway the health page shows.
 type gatewayTotals struct {
 	Requests, Unauthorized, Unavailable float64
 	LastStored                          map[string]time.Time // by source
-	Gateways                            int
-	Errors                              []string
 }
 
 // The gateway's outcomes answered with 503.
@@ -81,9 +78,42 @@ type healthSampler struct {
 	samples []sample
 }
 
+// sample is what each gateway (by target: "this process" or a URL)
+// answered at one time.
 type sample struct {
-	at     time.Time
-	totals gatewayTotals
+	at      time.Time
+	targets map[string]gatewayTotals
+	errors  []string
+}
+
+// lastStored is the newest time each source was stored at, over targets.
+func (s sample) lastStored() map[string]time.Time {
+	out := map[string]time.Time{}
+	for _, t := range s.targets {
+		for src, at := range t.LastStored {
+			if at.After(out[src]) {
+				out[src] = at
+			}
+		}
+	}
+	return out
+}
+
+// rates are the requests, 401s and 503s per second between then and s,
+// summed per gateway present in both: a gateway that appears or drops out
+// between them adds no false spike.
+func (s sample) rates(then sample) (requests, unauthorized, unavailable float64) {
+	dt := s.at.Sub(then.at).Seconds()
+	for target, now := range s.targets {
+		prev, ok := then.targets[target]
+		if !ok || dt <= 0 {
+			continue
+		}
+		requests += max(now.Requests-prev.Requests, 0) / dt
+		unauthorized += max(now.Unauthorized-prev.Unauthorized, 0) / dt
+		unavailable += max(now.Unavailable-prev.Unavailable, 0) / dt
+	}
+	return requests, unauthorized, unavailable
 }
 
 func newHealthSampler(g prometheus.Gatherer, urls []string) *healthSampler {
@@ -94,24 +124,27 @@ func (h *healthSampler) enabled() bool { return h.gatherer != nil || len(h.urls)
 
 // sample reads every gateway now and keeps the sample.
 func (h *healthSampler) sample(ctx context.Context) sample {
-	s := sample{at: time.Now(), totals: gatewayTotals{LastStored: map[string]time.Time{}}}
+	s := sample{at: time.Now(), targets: map[string]gatewayTotals{}}
+	read := func(target string, mfs []*dto.MetricFamily) {
+		t := gatewayTotals{LastStored: map[string]time.Time{}}
+		totalsFrom(mfs, &t)
+		s.targets[target] = t
+	}
 	if h.gatherer != nil {
 		if mfs, err := h.gatherer.Gather(); err == nil {
-			totalsFrom(mfs, &s.totals)
-			s.totals.Gateways++
+			read("this process", mfs)
 		} else {
-			s.totals.Errors = append(s.totals.Errors, "this process: "+err.Error())
+			s.errors = append(s.errors, "this process: "+err.Error())
 		}
 	}
 	for _, raw := range h.urls {
 		for _, target := range expand(ctx, raw) {
 			mfs, err := h.scrape(ctx, target)
 			if err != nil {
-				s.totals.Errors = append(s.totals.Errors, err.Error())
+				s.errors = append(s.errors, err.Error())
 				continue
 			}
-			totalsFrom(mfs, &s.totals)
-			s.totals.Gateways++
+			read(target, mfs)
 		}
 	}
 	h.mu.Lock()
@@ -129,10 +162,8 @@ func (h *healthSampler) sample(ctx context.Context) sample {
 // replica behind a service name is read.
 func expand(ctx context.Context, raw string) []string {
 	u, err := url.Parse(raw)
-	if err != nil {
-		return []string{raw}
-	}
-	if net.ParseIP(u.Hostname()) != nil {
+	// https keeps its host name: certificates name it, not the addresses.
+	if err != nil || u.Scheme != "http" || net.ParseIP(u.Hostname()) != nil {
 		return []string{raw}
 	}
 	addrs, err := net.DefaultResolver.LookupHost(ctx, u.Hostname())
@@ -143,9 +174,12 @@ func expand(ctx context.Context, raw string) []string {
 	out := make([]string, 0, len(addrs))
 	for _, a := range addrs {
 		v := *u
-		if port := u.Port(); port != "" {
+		switch port := u.Port(); {
+		case port != "":
 			v.Host = net.JoinHostPort(a, port)
-		} else {
+		case strings.Contains(a, ":"):
+			v.Host = "[" + a + "]"
+		default:
 			v.Host = a
 		}
 		out = append(out, v.String())
@@ -234,18 +268,16 @@ func (c *Console) healthPage(w http.ResponseWriter, r *request) error {
 	last := map[string]sourceRow{}
 	if d.Metrics {
 		now := c.health.sample(ctx)
-		d.Gateways, d.MetricErrors = now.totals.Gateways, now.totals.Errors
+		d.Gateways, d.MetricErrors = len(now.targets), now.errors
 		c.health.mu.Lock()
 		then := c.health.samples[0]
 		c.health.mu.Unlock()
 		if dt := now.at.Sub(then.at); dt >= 5*time.Second {
 			d.Window = dt.Round(time.Second).String()
-			per := func(a, b float64) string { return fmt.Sprintf("%.2f/s", max(a-b, 0)/dt.Seconds()) }
-			d.Requests = per(now.totals.Requests, then.totals.Requests)
-			d.Unauthorized = per(now.totals.Unauthorized, then.totals.Unauthorized)
-			d.Unavailable = per(now.totals.Unavailable, then.totals.Unavailable)
+			req, unauth, unavail := now.rates(then)
+			d.Requests, d.Unauthorized, d.Unavailable = fmt.Sprintf("%.2f/s", req), fmt.Sprintf("%.2f/s", unauth), fmt.Sprintf("%.2f/s", unavail)
 		}
-		for src, at := range now.totals.LastStored {
+		for src, at := range now.lastStored() {
 			last[src] = sourceRow{Source: src, Last: at, From: "gateway metrics"}
 		}
 	}
