@@ -23,6 +23,7 @@ type consoleFlags struct {
 	TokenFile  string        `name:"admin-token-file" env:"ADMIN_TOKEN_FILE" default:"./data/admin-token" help:"With no token set: where the console's generated token is kept (mode 0600) (${env})."`
 	JaegerURL  string        `name:"jaeger-ui-url" env:"JAEGER_UI_URL" placeholder:"URL" help:"Jaeger UI's base URL, for trace links on the event page, e.g. http://localhost:16686 (${env})."`
 	MetricsURL string        `name:"admin-metrics-urls" env:"ADMIN_METRICS_URLS" placeholder:"URLS" help:"Gateways' /metrics URLs for the health page, comma-separated; every address a host name resolves to is read (${env})."`
+	PageRate   int           `name:"admin-page-rate" env:"ADMIN_PAGE_RATE" default:"5" help:"Pages a second one console user may load (burst twice that); past it, 429. Keeps a looping script from starving ingest; 0: no limit (${env})."`
 	SessionTTL time.Duration `name:"admin-session-ttl" env:"ADMIN_SESSION_TTL" default:"12h" help:"How long a console login lasts; more than 0 (${env})."`
 }
 
@@ -34,6 +35,9 @@ func (f consoleFlags) validate() error {
 	}
 	if f.SessionTTL <= 0 {
 		return fmt.Errorf("ADMIN_SESSION_TTL %s: want more than 0", f.SessionTTL)
+	}
+	if f.PageRate < 0 {
+		return fmt.Errorf("ADMIN_PAGE_RATE %d: want 0 (no limit) or more", f.PageRate)
 	}
 	users, err := f.users()
 	if err != nil {
@@ -82,7 +86,7 @@ func startConsole(ctx context.Context, f consoleFlags, js jetstream.JetStream, g
 	}
 	c, err := console.New(console.Config{
 		Users: users, JaegerURL: f.JaegerURL, Gatherer: gatherer, MetricsURLs: splitList(f.MetricsURL),
-		SessionTTL: f.SessionTTL, Logger: log,
+		SessionTTL: f.SessionTTL, PageRate: pageRate(f.PageRate), Logger: log,
 	}, js)
 	if errors.Is(err, console.ErrConfig) {
 		return nil, usageError{err}
@@ -126,4 +130,13 @@ func (c *consoleCmd) Run(ctx context.Context, log *slog.Logger) error {
 	log.Info("shutting down")
 	shutdownListener(log, "ADMIN_ADDR", srv)
 	return nil
+}
+
+// pageRate turns ADMIN_PAGE_RATE (0: no limit) into console.Config's
+// (negative: no limit).
+func pageRate(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
 }

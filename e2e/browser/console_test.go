@@ -80,6 +80,7 @@ func startSystem(t *testing.T) *system {
 		"SPECTORA_API_URL=http://" + s.api, "SPECTORA_API_TOKEN=sim-token",
 		"OTEL_EXPORTER_OTLP_ENDPOINT=http://" + s.jaeger.OTLPHTTP, "OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf", "OTEL_BSP_SCHEDULE_DELAY=200",
 		"ADMIN_ADDR=" + s.console, "ADMIN_TOKENS=ops=" + token, "JAEGER_UI_URL=http://" + s.jaeger.Query,
+		"ADMIN_PAGE_RATE=0", // the test's polling loads pages faster than a person
 	}, "serve")
 	e2etest.WaitHTTP(t, "serve", "http://"+ops+"/readyz")
 	e2etest.WaitHTTP(t, "the console", "http://"+s.console+"/healthz")

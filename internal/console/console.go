@@ -29,6 +29,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/time/rate"
 
 	"github.com/spectora-stream/spectora-stream/admin"
 )
@@ -61,6 +62,9 @@ type Config struct {
 	// address the host resolves to is scraped (every replica behind one
 	// DNS name).
 	MetricsURLs []string
+	// PageRate is how many pages a second one user may load, with a burst
+	// of twice that; 0: DefaultPageRate; negative: no limit.
+	PageRate int
 	// SessionTTL is how long a session lasts; default 12h.
 	SessionTTL time.Duration
 	// Logger receives the action log; default slog.Default().
@@ -77,9 +81,31 @@ type Console struct {
 	log      *slog.Logger
 	health   *healthSampler
 
-	mu      sync.Mutex
-	actions []Action           // newest last, at most maxActions
-	rates   map[string]counter // last consumer sample, for the groups page's rates
+	mu       sync.Mutex
+	actions  []Action                 // newest last, at most maxActions
+	rates    map[string]counter       // last consumer sample, for the groups page's rates
+	limiters map[string]*rate.Limiter // pages per user
+}
+
+// DefaultPageRate is how many pages a second one user may load (with a
+// burst of twice that): far above a person, or a tab refreshing every 5 s,
+// and low enough that a script looping on the events page can't starve
+// ingest on a small machine (docs/performance.md).
+const DefaultPageRate = 5
+
+// allow takes one page from user's budget.
+func (c *Console) allow(user string) bool {
+	if c.cfg.PageRate < 0 {
+		return true
+	}
+	c.mu.Lock()
+	l, ok := c.limiters[user]
+	if !ok {
+		l = rate.NewLimiter(rate.Limit(c.cfg.PageRate), 2*c.cfg.PageRate)
+		c.limiters[user] = l
+	}
+	c.mu.Unlock()
+	return l.Allow()
 }
 
 // Action is one thing a user did, as logged and listed.
@@ -123,6 +149,9 @@ func New(cfg Config, js jetstream.JetStream) (*Console, error) {
 	if cfg.SessionTTL <= 0 {
 		cfg.SessionTTL = 12 * time.Hour
 	}
+	if cfg.PageRate == 0 {
+		cfg.PageRate = DefaultPageRate
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -133,7 +162,7 @@ func New(cfg Config, js jetstream.JetStream) (*Console, error) {
 	return &Console{
 		cfg: cfg, js: js, admin: admin.New(js), sessions: newSessions(cfg.Users, cfg.SessionTTL), pages: pages,
 		log: cfg.Logger.With("component", "console"), health: newHealthSampler(cfg.Gatherer, cfg.MetricsURLs),
-		rates: map[string]counter{},
+		rates: map[string]counter{}, limiters: map[string]*rate.Limiter{},
 	}, nil
 }
 
@@ -224,6 +253,11 @@ func (c *Console) authed(h handler, changes bool) http.Handler {
 				return
 			}
 			c.fail(w, r, nil, http.StatusUnauthorized, "Log in first: no valid session (it may have expired).")
+			return
+		}
+		if !c.allow(u.Name) {
+			w.Header().Set("Retry-After", "1")
+			c.fail(w, r, nil, http.StatusTooManyRequests, fmt.Sprintf("Slow down: at most %d pages a second per user (ADMIN_PAGE_RATE), so the console never takes the gateway's share of the machine.", c.cfg.PageRate))
 			return
 		}
 		req := &request{Request: r, user: u, session: ck.Value}

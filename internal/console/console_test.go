@@ -59,6 +59,9 @@ func newEnv(t *testing.T, cfg console.Config) *env {
 	if cfg.Users == nil {
 		cfg.Users = users
 	}
+	if cfg.PageRate == 0 {
+		cfg.PageRate = -1 // these tests load pages faster than a person
+	}
 	logs := &syncBuffer{}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(logs, nil))
@@ -836,5 +839,27 @@ func TestPagesBeforeAnyStream(t *testing.T) {
 	}
 	if resp, _ := e.get("/events/1", ck); resp.StatusCode != http.StatusNotFound {
 		t.Errorf("an event without a stream: %s, want 404", resp.Status)
+	}
+}
+
+// A script looping on the pages gets 429 past ADMIN_PAGE_RATE, per user.
+func TestPageRate(t *testing.T) {
+	e := newEnv(t, console.Config{PageRate: 2})
+	alice, bob := e.login(opToken), e.login(viewerToken)
+	limited := 0
+	for range 10 {
+		resp, _ := e.get("/groups", alice)
+		if resp.StatusCode == http.StatusTooManyRequests {
+			limited++
+			if resp.Header.Get("Retry-After") != "1" {
+				t.Error("429 without Retry-After")
+			}
+		}
+	}
+	if limited < 5 {
+		t.Errorf("%d of 10 quick pages refused at 2 a second (burst 4), want at least 5", limited)
+	}
+	if resp, _ := e.get("/groups", bob); resp.StatusCode != http.StatusOK {
+		t.Errorf("another user: %s, want 200 (budgets are per user)", resp.Status)
 	}
 }

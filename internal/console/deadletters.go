@@ -110,9 +110,9 @@ type deadLetterData struct {
 }
 
 func (c *Console) deadLetter(w http.ResponseWriter, r *request) error {
-	seq, err := strconv.ParseUint(r.PathValue("seq"), 10, 64)
-	if err != nil || seq == 0 {
-		return fmt.Errorf("%w: dead letter %q: want a sequence of %s", errBadRequest, r.PathValue("seq"), stream.DLQ)
+	seq, err := pathSeq(r, "dead letter", stream.DLQ)
+	if err != nil {
+		return err
 	}
 	dl, err := c.admin.DeadLetter(r.Context(), seq)
 	if err != nil {

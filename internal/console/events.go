@@ -361,10 +361,19 @@ type eventData struct {
 	EnrichedSeq uint64
 }
 
-func (c *Console) event(w http.ResponseWriter, r *request) error {
+// pathSeq is the page's {seq}: a message sequence of streamName.
+func pathSeq(r *request, what, streamName string) (uint64, error) {
 	seq, err := strconv.ParseUint(r.PathValue("seq"), 10, 64)
 	if err != nil || seq == 0 {
-		return fmt.Errorf("%w: event %q: want a sequence of %s", errBadRequest, r.PathValue("seq"), stream.Raw)
+		return 0, fmt.Errorf("%w: %s %q: want a sequence of %s", errBadRequest, what, r.PathValue("seq"), streamName)
+	}
+	return seq, nil
+}
+
+func (c *Console) event(w http.ResponseWriter, r *request) error {
+	seq, err := pathSeq(r, "event", stream.Raw)
+	if err != nil {
+		return err
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
 	defer cancel()
