@@ -263,7 +263,23 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 		Secure: true, HttpOnly: true, SameSite: http.SameSiteStrictMode,
 	})
 	c.log.Info("console login", "user", u.Name, "role", string(u.Role), "remote", r.RemoteAddr)
-	http.Redirect(w, r, next, http.StatusSeeOther)
+	http.Redirect(w, r, "/login/check?next="+url.QueryEscape(next), http.StatusSeeOther)
+}
+
+// loginCheck follows a login: with the cookie back, on to the page asked
+// for; without it, say why, instead of a silent loop back to the login.
+func (c *Console) loginCheck(w http.ResponseWriter, r *http.Request) {
+	next := localPath(r.URL.Query().Get("next"))
+	if ck, err := r.Cookie(cookieName); err == nil {
+		if _, ok := c.sessions.check(ck.Value); ok {
+			http.Redirect(w, r, next, http.StatusSeeOther)
+			return
+		}
+	}
+	c.render(w, nil, http.StatusBadRequest, "login", map[string]any{"Next": next,
+		"Error": "The token was right, but your browser didn't keep the session cookie. It is Secure: browsers keep it over " +
+			"plain HTTP only from localhost or 127.0.0.1. Open the console through https (a TLS proxy that keeps the Host header), " +
+			"or through localhost (kubectl port-forward, an SSH tunnel)."})
 }
 
 func (c *Console) logout(w http.ResponseWriter, r *request) error {

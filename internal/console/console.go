@@ -88,9 +88,8 @@ type Console struct {
 }
 
 // DefaultPageRate is how many pages a second one user may load (with a
-// burst of twice that): far above a person, or a tab refreshing every 5 s,
-// and low enough that a script looping on the events page can't starve
-// ingest on a small machine (docs/performance.md).
+// burst of twice that): far above a person, or a tab refreshing every 5 s;
+// it bounds the stream reads one user's pages cause (docs/performance.md).
 const DefaultPageRate = 5
 
 // allow takes one page from user's budget.
@@ -194,6 +193,7 @@ func (c *Console) Handler() http.Handler {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	mux.HandleFunc("GET /login", c.loginPage)
 	mux.HandleFunc("POST /login", c.login)
+	mux.HandleFunc("GET /login/check", c.loginCheck)
 	mux.Handle("POST /logout", c.authed(c.logout, false))
 	mux.Handle("GET /{$}", http.RedirectHandler("/events", http.StatusSeeOther))
 	mux.Handle("GET /events", c.authed(c.events, false))
@@ -257,7 +257,7 @@ func (c *Console) authed(h handler, changes bool) http.Handler {
 		}
 		if !c.allow(u.Name) {
 			w.Header().Set("Retry-After", "1")
-			c.fail(w, r, nil, http.StatusTooManyRequests, fmt.Sprintf("Slow down: at most %d pages a second per user (ADMIN_PAGE_RATE), so the console never takes the gateway's share of the machine.", c.cfg.PageRate))
+			c.fail(w, r, nil, http.StatusTooManyRequests, fmt.Sprintf("Slow down: at most %d pages a second per user (ADMIN_PAGE_RATE): each page reads the streams.", c.cfg.PageRate))
 			return
 		}
 		req := &request{Request: r, user: u, session: ck.Value}

@@ -131,16 +131,23 @@ func (e *env) settled(seq uint64) {
 func (e *env) login(token string) *http.Cookie {
 	e.t.Helper()
 	resp := e.post("/login", nil, url.Values{"token": {token}, "next": {"/groups"}})
-	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/groups" {
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/login/check?next=%2Fgroups" {
 		e.t.Fatalf("login: %s → %q", resp.Status, resp.Header.Get("Location"))
 	}
+	var session *http.Cookie
 	for _, ck := range resp.Cookies() {
 		if ck.Name == "__Host-spectora-console" {
-			return ck
+			session = ck
 		}
 	}
-	e.t.Fatal("login set no session cookie")
-	return nil
+	if session == nil {
+		e.t.Fatal("login set no session cookie")
+	}
+	// The check page sends a browser that kept the cookie on.
+	if resp, _ := e.get("/login/check?next=%2Fgroups", session); resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/groups" {
+		e.t.Fatalf("login check: %s → %q", resp.Status, resp.Header.Get("Location"))
+	}
+	return session
 }
 
 var noRedirect = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
@@ -259,9 +266,17 @@ func TestLogin(t *testing.T) {
 	// A login never redirects off the host.
 	for _, next := range []string{"//evil.example/", "https://evil.example/", "/\\evil.example", "/\t/evil.example", "/%2F/evil.example"} {
 		resp := e.post("/login", nil, url.Values{"token": {opToken}, "next": {next}})
-		if loc := resp.Header.Get("Location"); loc != "/events" {
-			t.Errorf("next=%s redirected to %q, want /events", next, loc)
+		if loc := resp.Header.Get("Location"); loc != "/login/check?next=%2Fevents" {
+			t.Errorf("next=%s redirected to %q, want /events by the check", next, loc)
 		}
+		if resp, _ := e.get("/login/check?next="+url.QueryEscape(next), ck); resp.Header.Get("Location") != "/events" {
+			t.Errorf("login check with next=%s redirected to %q, want /events", next, resp.Header.Get("Location"))
+		}
+	}
+	// A browser that dropped the cookie (plain HTTP, not from localhost)
+	// is told why instead of looping back to the login.
+	if resp, body := e.get("/login/check?next=%2Fevents", nil); resp.StatusCode != http.StatusBadRequest || !strings.Contains(body, "didn&#39;t keep the session cookie") {
+		t.Errorf("login check without the cookie: %s %q", resp.Status, errorText(body))
 	}
 	// Posted from another site: refused.
 	req, _ := http.NewRequest(http.MethodPost, e.srv.URL+"/login", strings.NewReader(url.Values{"token": {opToken}}.Encode()))
