@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"regexp"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -143,7 +142,7 @@ func (c *Config) validate() error {
 	// only a wildcard can match it.
 	other := stream.RedriveSubject(c.Stream, "~", 1)
 	for _, f := range c.Subjects {
-		if subjectMatches(f, other) {
+		if stream.SubjectMatches(f, other) {
 			return fmt.Errorf("%w: group %s: filter %q also matches other groups' redrives (%s); use %s or narrower",
 				ErrInvalidConfig, c.Name, f, stream.RedriveFilter(c.Stream, "<group>"), stream.EventSubjects(c.Stream))
 		}
@@ -198,7 +197,7 @@ func (g *Group) ConsumerConfig() jetstream.ConsumerConfig {
 	own := stream.RedriveSubject(g.cfg.Stream, g.cfg.Name, 1)
 	covered := false
 	for _, f := range filters {
-		covered = covered || subjectMatches(f, own)
+		covered = covered || stream.SubjectMatches(f, own)
 	}
 	if !covered {
 		// The server refuses overlapping filters, so add it only when needed.
@@ -450,18 +449,4 @@ func (r *run) deadLetter(ctx context.Context, m *Message, reason string, cause e
 		return fmt.Errorf("%w: %s: %v", ErrDeadLetter, dl.Subject, err)
 	}
 	return nil
-}
-
-// subjectMatches reports whether the NATS filter (with * and >) matches subject.
-func subjectMatches(filter, subject string) bool {
-	f, s := strings.Split(filter, "."), strings.Split(subject, ".")
-	for i, tok := range f {
-		if tok == ">" {
-			return len(s) > i
-		}
-		if i >= len(s) || (tok != "*" && tok != s[i]) {
-			return false
-		}
-	}
-	return len(f) == len(s)
 }

@@ -219,3 +219,23 @@ func TestHeaderValue(t *testing.T) {
 		t.Fatalf("CopyHeaders = %v", dst)
 	}
 }
+
+func TestSubjectMatches(t *testing.T) {
+	for _, tt := range []struct {
+		filter, subject string
+		want            bool
+	}{
+		{"spectora.*.*", "spectora.inspection.confirmed", true},
+		{"spectora.*.*", "spectora.redrive.audit.7", false},
+		{"spectora.redrive.audit.*", "spectora.redrive.audit.7", true},
+		{"spectora.>", "spectora.inspection.confirmed", true},
+		{"spectora.>", "spectora", false},
+		{"spectora.agent.*", "spectora.inspection.confirmed", false},
+		{"spectora.inspection.confirmed", "spectora.inspection.confirmed", true},
+		{"spectora.inspection", "spectora.inspection.confirmed", false},
+	} {
+		if got := stream.SubjectMatches(tt.filter, tt.subject); got != tt.want {
+			t.Errorf("SubjectMatches(%q, %q) = %v, want %v", tt.filter, tt.subject, got, tt.want)
+		}
+	}
+}

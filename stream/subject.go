@@ -281,3 +281,18 @@ func sanitizeToken(s string) string {
 	}
 	return string(b)
 }
+
+// SubjectMatches reports whether a NATS subject filter ("*" one token, ">"
+// the rest) matches subject.
+func SubjectMatches(filter, subject string) bool {
+	f, s := strings.Split(filter, "."), strings.Split(subject, ".")
+	for i, tok := range f {
+		if tok == ">" {
+			return len(s) > i
+		}
+		if i >= len(s) || (tok != "*" && tok != s[i]) {
+			return false
+		}
+	}
+	return len(f) == len(s)
+}

@@ -550,27 +550,11 @@ func takes(cfg jetstream.ConsumerConfig, subject string) bool {
 		return true
 	}
 	for _, f := range filters {
-		if subjectMatches(f, subject) {
+		if stream.SubjectMatches(f, subject) {
 			return true
 		}
 	}
 	return false
-}
-
-// subjectMatches is NATS subject matching: "*" one token, ">" the rest.
-func subjectMatches(filter, subject string) bool {
-	ft, st := strings.Split(filter, "."), strings.Split(subject, ".")
-	for i, f := range ft {
-		switch {
-		case f == ">":
-			return len(st) > i
-		case i >= len(st):
-			return false
-		case f != "*" && f != st[i]:
-			return false
-		}
-	}
-	return len(ft) == len(st)
 }
 
 func sortedHeaders(h nats.Header) [][2]string {
