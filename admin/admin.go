@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/spectora-stream/spectora-stream/internal/natsx"
 	"github.com/spectora-stream/spectora-stream/stream"
 )
 
@@ -109,33 +110,15 @@ func (a *Admin) DeadLettersOf(ctx context.Context, subject string, since time.Ti
 
 // readDeadLetters reads up to want dead letters through an ordered consumer.
 func readDeadLetters(ctx context.Context, s jetstream.Stream, cfg jetstream.OrderedConsumerConfig, want int) ([]DeadLetter, error) {
-	cons, err := s.OrderedConsumer(ctx, cfg)
-	if err != nil {
-		return nil, err
-	}
 	var out []DeadLetter
-	for len(out) < want {
-		batch, err := cons.FetchNoWait(min(want-len(out), 256))
-		if err != nil {
-			return out, err
-		}
-		n := 0
-		for m := range batch.Messages() {
-			n++
-			md, err := m.Metadata()
-			if err != nil {
-				continue
-			}
-			out = append(out, deadLetterFrom(m.Subject(), md.Sequence.Stream, m.Headers(), m.Data()))
-		}
-		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
-			return out, err
-		}
-		if n == 0 {
-			break // the end, or the rest was removed meanwhile
-		}
+	if want <= 0 {
+		return nil, nil
 	}
-	return out, nil
+	err := natsx.ReadOrdered(ctx, s, cfg, min(want, 256), func(m jetstream.Msg, md *jetstream.MsgMetadata) bool {
+		out = append(out, deadLetterFrom(m.Subject(), md.Sequence.Stream, m.Headers(), m.Data()))
+		return len(out) < want
+	})
+	return out, err
 }
 
 // DeadLetter returns the dead letter at seq.

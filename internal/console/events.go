@@ -24,6 +24,7 @@ import (
 	"github.com/spectora-stream/spectora-stream/admin"
 	"github.com/spectora-stream/spectora-stream/enrich"
 	"github.com/spectora-stream/spectora-stream/internal/eventindex"
+	"github.com/spectora-stream/spectora-stream/internal/natsx"
 	"github.com/spectora-stream/spectora-stream/stream"
 )
 
@@ -281,41 +282,21 @@ func (c *Console) scanEvents(ctx context.Context, d *eventsData) error {
 // readRange returns the messages stored from start to end, in order, through
 // an ordered consumer (one request per batch, not one per message).
 func readRange(ctx context.Context, s jetstream.Stream, start, end uint64) ([]row, error) {
-	oc, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
+	var out []row
+	err := natsx.ReadOrdered(ctx, s, jetstream.OrderedConsumerConfig{
 		DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: start, InactiveThreshold: 5 * time.Second,
 		HeadersOnly: true, // a row needs headers and metadata only
+	}, int(min(end-start+1, window)), func(m jetstream.Msg, md *jetstream.MsgMetadata) bool {
+		if md.Sequence.Stream > end {
+			return false
+		}
+		out = append(out, rowFrom(md.Sequence.Stream, m.Subject(), md.Timestamp, m.Headers()))
+		return md.Sequence.Stream < end
 	})
 	if err != nil {
 		return nil, fmt.Errorf("read %s from %d: %w", stream.Raw, start, err)
 	}
-	var out []row
-	for {
-		batch, err := oc.FetchNoWait(int(min(end-start+1, window)))
-		if err != nil {
-			return nil, fmt.Errorf("read %s from %d: %w", stream.Raw, start, err)
-		}
-		n := 0
-		for m := range batch.Messages() {
-			n++
-			md, err := m.Metadata()
-			if err != nil {
-				continue
-			}
-			if md.Sequence.Stream > end {
-				return out, nil
-			}
-			out = append(out, rowFrom(md.Sequence.Stream, m.Subject(), md.Timestamp, m.Headers()))
-			if md.Sequence.Stream == end {
-				return out, nil
-			}
-		}
-		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
-			return nil, fmt.Errorf("read %s from %d: %w", stream.Raw, start, err)
-		}
-		if n == 0 {
-			return out, nil // the rest was deleted
-		}
-	}
+	return out, nil
 }
 
 // query is the events page before seq, with the same filter.
