@@ -297,3 +297,70 @@ func TestRedrivenEventIsEnrichedUnderItsSvixID(t *testing.T) {
 		t.Fatalf("enriched %v: want the redriven event under msg_svix, found", enriched)
 	}
 }
+
+func TestRecordsInMemoryFollowTheBucketsRule(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	reg := prometheus.NewRegistry() // this enricher's counts apart from e.enr's
+	m, err := enrich.NewMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := spectora.NewClient(spectora.Config{BaseURL: e.api.URL, Token: apitest.Token, RateLimit: 1000, RateBurst: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mem := enrich.New(enrich.Config{Metrics: m, MemoryRecords: 2}, e.kv, enrich.Clients{"": c})
+	ctx := context.Background()
+	event := func(id string, at time.Time) *spectorav1.WebhookEvent {
+		return &spectorav1.WebhookEvent{Source: "default", Resource: "agent", Action: "updated", RecordId: id, ReceivedAt: timestamppb.New(at)}
+	}
+	then := time.Now().Add(-time.Minute)
+	if _, err := mem.Record(ctx, event("5", then)); err != nil { // fetched, kept in memory
+		t.Fatal(err)
+	}
+	// Events received before the fetch are answered from memory, without
+	// reading the bucket or the API.
+	for range 3 {
+		rec, err := mem.Record(ctx, event("5", then))
+		if err != nil || rec.Status != spectorav1.RecordStatus_RECORD_STATUS_FOUND || rec.Path != "/v2/connections/5" {
+			t.Fatalf("from memory: %+v, %v", rec, err)
+		}
+	}
+	count := func(result string) float64 {
+		return natstest.Metric(t, reg, "spectora_record_cache_total", map[string]string{"result": result})
+	}
+	if n, mh, kh := e.api.Calls.Load(), count("memory"), count("hit"); n != 1 || mh != 3 || kh != 0 {
+		t.Fatalf("API calls %d, memory %g, bucket hits %g; want 1, 3, 0", n, mh, kh)
+	}
+	// An event received after the copy was fetched is not answered from
+	// memory: the record may have changed since.
+	if _, err := mem.Record(ctx, event("5", time.Now().Add(time.Second))); err != nil {
+		t.Fatal(err)
+	}
+	if n := e.api.Calls.Load(); n != 2 {
+		t.Fatalf("API called %d times, want 2: a newer event needs a newer copy", n)
+	}
+	// A copy another instance fetched is read from the bucket and then kept.
+	if _, err := e.enr.Record(ctx, event("6", then)); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if _, err := mem.Record(ctx, event("6", then)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, kh := e.api.Calls.Load(), count("hit"); n != 3 || kh != 1 {
+		t.Fatalf("API calls %d, bucket hits %g; want 3, 1", n, kh)
+	}
+	// Memory holds MemoryRecords records: a third evicts the least used.
+	if _, err := mem.Record(ctx, event("7", then)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := mem.Record(ctx, event("5", then)); err != nil {
+		t.Fatal(err)
+	}
+	if kh := count("hit"); kh != 2 {
+		t.Fatalf("bucket hits %g, want 2: record 5 was evicted from memory and read from the bucket", kh)
+	}
+}

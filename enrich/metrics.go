@@ -11,7 +11,7 @@ type Metrics struct {
 func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	m := &Metrics{cache: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "spectora_record_cache_total",
-		Help: "Record look-ups by result: hit (fresh record in the shared KV bucket), stale (cached before the event, refetched), miss, coalesced (joined a fetch already running in this process), carried (the reconciler sent the record with the event).",
+		Help: "Record look-ups by result: memory (fresh record in this process's memory), hit (fresh record in the shared KV bucket), stale (cached before the event, refetched), miss, coalesced (joined a fetch already running in this process), carried (the reconciler sent the record with the event).",
 	}, []string{"result"})}
 	if err := reg.Register(m.cache); err != nil {
 		return nil, err
