@@ -77,6 +77,10 @@ type Config struct {
 	Propagator propagation.TextMapPropagator
 }
 
+// pullHeartbeat is the idle heartbeat of the group's pull requests: the
+// longest a stalled pull lasts is twice this.
+const pullHeartbeat = time.Second
+
 var groupName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,47}$`)
 
 func (c *Config) setDefaults() {
@@ -264,10 +268,21 @@ func (g *Group) Run(ctx context.Context) error {
 	}
 	// Pull only what the workers can take, so instances share work fairly and
 	// buffered messages don't sit out their ack wait.
+	// A 1 s idle heartbeat instead of the client's 15 s: now and then (about
+	// one drain in ten on a busy 2-core machine, always a group tailing a
+	// stream that is being written) the client still counts pull requests
+	// the server no longer holds, and pulls nothing more until it misses two
+	// heartbeats. That stall then lasts 2 s, not 30 s.
 	cc, err := cons.Consume(r.dispatch,
 		jetstream.PullMaxMessages(g.cfg.Concurrency),
+		jetstream.PullHeartbeat(pullHeartbeat),
 		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-			if !errors.Is(err, jetstream.ErrNoHeartbeat) || !r.stopping.Load() {
+			switch {
+			case errors.Is(err, jetstream.ErrNoHeartbeat) && r.stopping.Load():
+			case errors.Is(err, jetstream.ErrNoHeartbeat):
+				// The client pulls again at once; see pullHeartbeat.
+				g.log.Info("no pull heartbeat; pulling again", "after", (2 * pullHeartbeat).String())
+			default:
 				g.log.Warn("consume", "err", err)
 			}
 		}))
@@ -378,24 +393,33 @@ func (r *run) settle(m *Message, dec Decision, err error) Decision {
 	return dec
 }
 
-// call runs the handler chain with InProgress heartbeats while it works.
+// call runs the handler chain with InProgress heartbeats while it works: a
+// timer, not a goroutine, per message, and none is sent once call returns.
 func (r *run) call(m *Message) error {
 	ctx, cancel := context.WithCancel(r.base)
-	hbDone := make(chan struct{})
-	go func() {
-		defer close(hbDone)
-		t := time.NewTicker(r.g.cfg.AckWait / 3)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				_ = m.raw.InProgress()
-			}
+	every := r.g.cfg.AckWait / 3
+	var (
+		mu   sync.Mutex
+		done bool
+		hb   *time.Timer
+	)
+	mu.Lock()
+	hb = time.AfterFunc(every, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if !done {
+			_ = m.raw.InProgress()
+			hb.Reset(every)
 		}
+	})
+	mu.Unlock()
+	defer func() {
+		mu.Lock()
+		done = true
+		hb.Stop()
+		mu.Unlock()
+		cancel()
 	}()
-	defer func() { cancel(); <-hbDone }()
 	return r.g.handler(ctx, m)
 }
 

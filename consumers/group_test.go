@@ -4,11 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/spectora-stream/spectora-stream/admin"
 	"github.com/spectora-stream/spectora-stream/consumers"
@@ -484,5 +489,45 @@ func TestEvictionBeforeProcessingIsReported(t *testing.T) {
 		natstest.Eventually(t, 15*time.Second, how+" eviction reported", func() bool {
 			return natstest.Metric(t, e.reg, "spectora_consumer_evicted_total", map[string]string{"group": "stuck", "how": how}) >= 1
 		})
+	}
+}
+
+func TestALostPullRequestDoesNotStallTheGroup(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	proxy := natstest.NewProxy(t, e.srv)
+	nc, err := nats.Connect(proxy.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs natstest.LogBuffer
+	rec := newRecorder()
+	g, err := consumers.NewGroup(consumers.Config{Name: "tail", Handler: rec.handler, Concurrency: 4,
+		Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))}, js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	natstest.Run(t, g)
+	// With 4 handlers the client asks for 4 messages, and for more once
+	// fewer than 2 are due.
+	e.publish(t, "evt_1", "inspection.confirmed", "1")
+	eventually(t, "the first event", func() bool { return rec.n.Load() == 1 })
+	// The pull the client sends after the 3rd event is lost on its way: the
+	// client counts 4 due, the server holds 1 (for the 4th event).
+	proxy.DropNext("$JS.API.CONSUMER.MSG.NEXT.", 1)
+	for i := 2; i <= 8; i++ {
+		e.publish(t, fmt.Sprintf("evt_%d", i), "inspection.confirmed", strconv.Itoa(i))
+	}
+	eventually(t, "the lost pull", func() bool { return proxy.Dropped() == 1 })
+	// Events 5 to 8 come once the client misses the server's heartbeats
+	// and pulls again.
+	eventually(t, "all 8 events", func() bool { return rec.n.Load() == 8 })
+	if !strings.Contains(logs.String(), "no pull heartbeat; pulling again") {
+		t.Fatalf("the group recovered without saying so; logs:\n%s", logs.String())
 	}
 }
