@@ -1,7 +1,7 @@
 # Shared by scripts/bench-* and scripts/soak (Linux: they read /proc);
 # sourced from the repository's root, never run. Gives: $out (.cache/bench, where binaries are built),
 # $work (a temporary directory removed at exit), pids+=(…) for processes
-# to kill at exit, wait_ready, rss and machine.
+# to kill at exit, wait_ready, cpu, rss and machine.
 set -euo pipefail
 export PATH="/usr/local/go/bin:$PATH"
 out=.cache/bench
@@ -29,6 +29,9 @@ wait_ready() {
   [ -n "${2:-}" ] && tail -20 "$2" >&2
   return 1
 }
+
+# cpu pid: CPU seconds the process used so far (user + system).
+cpu() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f\n", ($14 + $15) / hz}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 
 # rss pid: resident memory in MiB.
 rss() { awk '/^VmRSS:/ {printf "%.0f", $2 / 1024}' "/proc/$1/status"; }
