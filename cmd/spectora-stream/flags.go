@@ -189,7 +189,7 @@ func (f gatewayFlags) jetStreamOpts() []jetstream.JetStreamOpt {
 // consumerFlags configure the built-in consumer groups and enrichment.
 type consumerFlags struct {
 	Groups       string          `name:"consumer-groups" env:"CONSUMER_GROUPS" default:"enricher,audit" help:"Built-in groups to run, comma-separated: enricher, audit, indexer (${env})."`
-	Concurrency  int             `name:"consumer-concurrency" env:"CONSUMER_CONCURRENCY" default:"64" help:"Messages each group handles at once in this process; 1 to 1024 (${env})."`
+	Concurrency  int             `name:"consumer-concurrency" env:"CONSUMER_CONCURRENCY" default:"128" help:"Messages each group handles at once in this process; 1 to 1024 (${env})."`
 	MaxDeliver   int             `name:"consumer-max-deliver" env:"CONSUMER_MAX_DELIVER" default:"5" help:"Deliveries before a message is dead-lettered; at least 1 (${env})."`
 	Backoff      []time.Duration `name:"consumer-backoff" env:"CONSUMER_BACKOFF" default:"1s,5s,30s,2m" placeholder:"DELAYS" help:"Redelivery delays after the 1st, 2nd, … failure, comma-separated; the last repeats; 0 redelivers at once. Default 1s,5s,30s,2m (${env})."`
 	AckWait      time.Duration   `name:"consumer-ack-wait" env:"CONSUMER_ACK_WAIT" default:"30s" help:"Time before an unanswered delivery is redelivered; at least 1s (${env})."`
