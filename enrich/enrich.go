@@ -9,7 +9,6 @@ import (
 	"slices"
 	"time"
 
-	"github.com/hashicorp/golang-lru/v2/expirable"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/propagation"
@@ -58,12 +57,13 @@ type Config struct {
 	// TrackTypes are event types whose arrival is recorded in Versions (the
 	// reconciler's rules' types), so a rule doesn't emit an event that came.
 	TrackTypes []string
-	// MemoryRecords is how many records this process keeps in memory in front
-	// of the shared KV bucket (RECORD_CACHE_MEMORY), for MemoryTTL; 0 keeps
+	// MemoryBytes is how many bytes of records this process keeps in memory
+	// in front of the shared KV bucket (RECORD_CACHE_MEMORY_BYTES); 0 keeps
 	// none. A copy in memory is used under the bucket's rule: only when it
-	// was fetched at or after the event was received.
-	MemoryRecords int
-	// MemoryTTL bounds how long a record stays in memory; default 1h.
+	// was fetched at or after the event was received, and is younger than
+	// MemoryTTL.
+	MemoryBytes int64
+	// MemoryTTL is the bucket's TTL (RECORD_CACHE_TTL); default 1h.
 	MemoryTTL time.Duration
 }
 
@@ -72,7 +72,7 @@ type Config struct {
 type Enricher struct {
 	api    Fetcher
 	kv     jetstream.KeyValue
-	memory *expirable.LRU[string, spectora.Record] // nil: none
+	memory *memory // nil: none
 	flight singleflight.Group
 	cfg    Config
 	tracer trace.Tracer
@@ -93,12 +93,12 @@ func New(cfg Config, kv jetstream.KeyValue, api Fetcher) *Enricher {
 		tp = noop.NewTracerProvider()
 	}
 	e := &Enricher{api: api, kv: kv, cfg: cfg, tracer: tp.Tracer(telemetry.ScopeName), log: cfg.Logger.With("component", "enricher")}
-	if cfg.MemoryRecords > 0 {
+	if cfg.MemoryBytes > 0 {
 		ttl := cfg.MemoryTTL
 		if ttl <= 0 {
 			ttl = time.Hour
 		}
-		e.memory = expirable.NewLRU[string, spectora.Record](cfg.MemoryRecords, nil, ttl)
+		e.memory = newMemory(cfg.MemoryBytes, ttl)
 	}
 	return e
 }
@@ -130,7 +130,7 @@ func (e *Enricher) Record(ctx context.Context, ev *spectorav1.WebhookEvent) (spe
 		if c, ok := e.read(ctx, key); !ok || c.FetchedAt.Before(rec.FetchedAt) {
 			e.store(ctx, key, rec) // never over a copy fetched after the listing
 		}
-		e.remember(key, rec)
+		e.memory.remember(key, rec)
 		version := ev.GetRecordVersion()
 		if version == "" && e.cfg.Versions != nil {
 			version = e.cfg.Versions.Of(rec.Body)
@@ -140,8 +140,9 @@ func (e *Enricher) Record(ctx context.Context, ev *spectorav1.WebhookEvent) (spe
 		return rec, nil
 	}
 	eventTime := ev.GetReceivedAt().AsTime()
-	if rec, ok := e.recall(key, eventTime); ok {
+	if rec, ok := e.memory.recall(key, eventTime); ok {
 		e.cfg.Metrics.count("memory")
+		trace.SpanFromContext(ctx).AddEvent("record from memory", trace.WithAttributes(attribute.String("spectora.cache.key", key)))
 		return rec, nil
 	}
 	for attempt := 0; ; attempt++ {
@@ -150,7 +151,7 @@ func (e *Enricher) Record(ctx context.Context, ev *spectorav1.WebhookEvent) (spe
 		v, err, shared := e.flight.Do(key, func() (any, error) {
 			if rec, ok := e.cachedSpan(ctx, key, eventTime); ok {
 				e.cfg.Metrics.count("hit")
-				e.remember(key, rec)
+				e.memory.remember(key, rec)
 				return rec, nil
 			}
 			rec, err := e.api.Fetch(ctx, ev.GetSource(), ev.GetResource(), ev.GetRecordId())
@@ -158,7 +159,7 @@ func (e *Enricher) Record(ctx context.Context, ev *spectorav1.WebhookEvent) (spe
 				return spectora.Record{}, err
 			}
 			e.store(ctx, key, rec)
-			e.remember(key, rec)
+			e.memory.remember(key, rec)
 			if rec.Status == spectorav1.RecordStatus_RECORD_STATUS_FOUND && e.cfg.Versions != nil {
 				e.saw(ctx, key, e.cfg.Versions.Of(rec.Body), "")
 			}
@@ -179,32 +180,6 @@ func (e *Enricher) Record(ctx context.Context, ev *spectorav1.WebhookEvent) (spe
 		}
 		return rec, nil
 	}
-}
-
-// recall returns the record kept in memory under key if it was fetched at or
-// after eventTime: the rule the shared bucket's copy is read by, so a copy in
-// memory answers exactly the events a copy in the bucket would.
-func (e *Enricher) recall(key string, eventTime time.Time) (spectora.Record, bool) {
-	if e.memory == nil {
-		return spectora.Record{}, false
-	}
-	rec, ok := e.memory.Get(key)
-	if !ok || rec.FetchedAt.Before(eventTime) {
-		return spectora.Record{}, false
-	}
-	return rec, true
-}
-
-// remember keeps rec in memory unless a copy fetched later is there.
-// Records that were not fetched are not kept, as in the bucket.
-func (e *Enricher) remember(key string, rec spectora.Record) {
-	if e.memory == nil || rec.Status == spectorav1.RecordStatus_RECORD_STATUS_NOT_FETCHED {
-		return
-	}
-	if old, ok := e.memory.Peek(key); ok && old.FetchedAt.After(rec.FetchedAt) {
-		return
-	}
-	e.memory.Add(key, rec)
 }
 
 // consumerError translates an API failure into the consumer runtime's terms.

@@ -3,6 +3,7 @@ package enrich_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -310,10 +311,15 @@ func TestRecordsInMemoryFollowTheBucketsRule(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mem := enrich.New(enrich.Config{Metrics: m, MemoryRecords: 2}, e.kv, enrich.Clients{"": c})
+	// Room for about 60 of the fake API's records (~350 bytes each with
+	// their bookkeeping); one may take at most 1/64 of it.
+	mem := enrich.New(enrich.Config{Metrics: m, MemoryBytes: 64 * 400, MemoryTTL: time.Hour}, e.kv, enrich.Clients{"": c})
 	ctx := context.Background()
 	event := func(id string, at time.Time) *spectorav1.WebhookEvent {
 		return &spectorav1.WebhookEvent{Source: "default", Resource: "agent", Action: "updated", RecordId: id, ReceivedAt: timestamppb.New(at)}
+	}
+	count := func(result string) float64 {
+		return natstest.Metric(t, reg, "spectora_record_cache_total", map[string]string{"result": result})
 	}
 	then := time.Now().Add(-time.Minute)
 	if _, err := mem.Record(ctx, event("5", then)); err != nil { // fetched, kept in memory
@@ -326,9 +332,6 @@ func TestRecordsInMemoryFollowTheBucketsRule(t *testing.T) {
 		if err != nil || rec.Status != spectorav1.RecordStatus_RECORD_STATUS_FOUND || rec.Path != "/v2/connections/5" {
 			t.Fatalf("from memory: %+v, %v", rec, err)
 		}
-	}
-	count := func(result string) float64 {
-		return natstest.Metric(t, reg, "spectora_record_cache_total", map[string]string{"result": result})
 	}
 	if n, mh, kh := e.api.Calls.Load(), count("memory"), count("hit"); n != 1 || mh != 3 || kh != 0 {
 		t.Fatalf("API calls %d, memory %g, bucket hits %g; want 1, 3, 0", n, mh, kh)
@@ -353,14 +356,32 @@ func TestRecordsInMemoryFollowTheBucketsRule(t *testing.T) {
 	if n, kh := e.api.Calls.Load(), count("hit"); n != 3 || kh != 1 {
 		t.Fatalf("API calls %d, bucket hits %g; want 3, 1", n, kh)
 	}
-	// Memory holds MemoryRecords records: a third evicts the least used.
-	if _, err := mem.Record(ctx, event("7", then)); err != nil {
-		t.Fatal(err)
+	// The budget holds about 60 records: 100 more push record 6 out, and it
+	// is read from the bucket again.
+	for i := range 100 {
+		if _, err := mem.Record(ctx, event(fmt.Sprint(100+i), then)); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if _, err := mem.Record(ctx, event("5", then)); err != nil {
+	if _, err := mem.Record(ctx, event("6", then)); err != nil {
 		t.Fatal(err)
 	}
 	if kh := count("hit"); kh != 2 {
-		t.Fatalf("bucket hits %g, want 2: record 5 was evicted from memory and read from the bucket", kh)
+		t.Fatalf("bucket hits %g, want 2: record 6 should have left memory", kh)
+	}
+
+	// A copy older than the bucket's TTL is not used, as the bucket would
+	// have dropped it.
+	short := enrich.New(enrich.Config{MemoryBytes: 64 * 400, MemoryTTL: 50 * time.Millisecond}, nil, enrich.Clients{"": c})
+	if _, err := short.Record(ctx, event("7", then)); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	before := e.api.Calls.Load()
+	if _, err := short.Record(ctx, event("7", then)); err != nil {
+		t.Fatal(err)
+	}
+	if n := e.api.Calls.Load(); n != before+1 {
+		t.Fatalf("API calls %d, want %d: a copy past its TTL must be fetched again", n, before+1)
 	}
 }

@@ -197,7 +197,7 @@ type consumerFlags struct {
 	AuditLog     string          `name:"audit-log" env:"AUDIT_LOG" default:"./data/audit.jsonl" help:"JSON-lines file the audit group appends to; one per instance ({hostname} and {pid} expand) (${env})."`
 	DLQMaxAge    *time.Duration  `name:"dlq-max-age" env:"DLQ_MAX_AGE" placeholder:"DURATION" help:"How long dead letters are kept; 0 keeps them until purged. Default 720h; unset keeps an existing stream's (${env})."`
 	CacheTTL     time.Duration   `name:"record-cache-ttl" env:"RECORD_CACHE_TTL" default:"1h" help:"How long fetched records stay in the shared KV cache; at least 1s (${env})."`
-	CacheMemory  int             `name:"record-cache-memory" env:"RECORD_CACHE_MEMORY" default:"4096" help:"Records each process also keeps in memory, in front of the shared KV cache; 0: none (${env})."`
+	CacheMemory  int64           `name:"record-cache-memory-bytes" env:"RECORD_CACHE_MEMORY_BYTES" default:"33554432" help:"Bytes of records each process also keeps in memory, in front of the shared KV cache (32 MiB); 0: none (${env})."`
 	apiFlags     `embed:""`
 	Reconcile    reconcileFlags `embed:""`
 	Interval     time.Duration  `name:"reconcile-interval" env:"RECONCILE_INTERVAL" default:"0s" help:"Run the reconciler this often in this process (every instance may: events are stored once); 0: off (${env})."`
@@ -287,7 +287,7 @@ func (f consumerFlags) validate() error {
 	case f.CacheTTL < time.Second:
 		return fmt.Errorf("RECORD_CACHE_TTL %s: want at least 1s", f.CacheTTL)
 	case f.CacheMemory < 0:
-		return fmt.Errorf("RECORD_CACHE_MEMORY %d: want 0 (none) or more records", f.CacheMemory)
+		return fmt.Errorf("RECORD_CACHE_MEMORY_BYTES %d: want 0 (none) or more bytes", f.CacheMemory)
 	case f.APITimeout <= 0:
 		return fmt.Errorf("SPECTORA_API_TIMEOUT %s: want more than 0", f.APITimeout)
 	case f.APIRateLimit <= 0:

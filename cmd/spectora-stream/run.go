@@ -431,7 +431,7 @@ func newEnricher(ctx context.Context, js jetstream.JetStream, reg prometheus.Reg
 		return nil, err
 	}
 	ecfg := enrich.Config{Logger: log, Metrics: metrics, TracerProvider: tel.TracerProvider, Propagator: tel.Propagator,
-		MemoryRecords: cf.CacheMemory, MemoryTTL: cf.CacheTTL}
+		MemoryBytes: cf.CacheMemory, MemoryTTL: cf.CacheTTL}
 	if clients == nil {
 		log.Warn("SPECTORA_API_TOKEN is unset: the enricher republishes events without records (record_status not_fetched). " +
 			"Set it, or run `spectora-stream sim` and point SPECTORA_API_URL at it.")
