@@ -394,7 +394,8 @@ func (r *run) settle(m *Message, dec Decision, err error) Decision {
 }
 
 // call runs the handler chain with InProgress heartbeats while it works: a
-// timer, not a goroutine, per message, and none is sent once call returns.
+// timer, not a goroutine, per message. None is sent once call returns or the
+// run stops hard (then the message is to be handed back, not held).
 func (r *run) call(m *Message) error {
 	ctx, cancel := context.WithCancel(r.base)
 	every := r.g.cfg.AckWait / 3
@@ -403,6 +404,12 @@ func (r *run) call(m *Message) error {
 		done bool
 		hb   *time.Timer
 	)
+	stop := func() {
+		mu.Lock()
+		defer mu.Unlock()
+		done = true
+		hb.Stop()
+	}
 	mu.Lock()
 	hb = time.AfterFunc(every, func() {
 		mu.Lock()
@@ -413,11 +420,10 @@ func (r *run) call(m *Message) error {
 		}
 	})
 	mu.Unlock()
+	unhook := context.AfterFunc(ctx, stop)
 	defer func() {
-		mu.Lock()
-		done = true
-		hb.Stop()
-		mu.Unlock()
+		unhook()
+		stop()
 		cancel()
 	}()
 	return r.g.handler(ctx, m)

@@ -2,6 +2,7 @@ package consumers_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -496,6 +497,7 @@ func TestALostPullRequestDoesNotStallTheGroup(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	proxy := natstest.NewProxy(t, e.srv)
+	proxy.Watch("$JS.API.CONSUMER.MSG.NEXT.")
 	nc, err := nats.Connect(proxy.URL)
 	if err != nil {
 		t.Fatal(err)
@@ -518,16 +520,30 @@ func TestALostPullRequestDoesNotStallTheGroup(t *testing.T) {
 	e.publish(t, "evt_1", "inspection.confirmed", "1")
 	eventually(t, "the first event", func() bool { return rec.n.Load() == 1 })
 	// The pull the client sends after the 3rd event is lost on its way: the
-	// client counts 4 due, the server holds 1 (for the 4th event).
+	// client counts 4 due, the server holds 1 (for the 4th event). This is
+	// the state the groups were seen in under load, whatever its cause.
 	proxy.DropNext("$JS.API.CONSUMER.MSG.NEXT.", 1)
 	for i := 2; i <= 8; i++ {
 		e.publish(t, fmt.Sprintf("evt_%d", i), "inspection.confirmed", strconv.Itoa(i))
 	}
 	eventually(t, "the lost pull", func() bool { return proxy.Dropped() == 1 })
 	// Events 5 to 8 come once the client misses the server's heartbeats
-	// and pulls again.
-	eventually(t, "all 8 events", func() bool { return rec.n.Load() == 8 })
-	if !strings.Contains(logs.String(), "no pull heartbeat; pulling again") {
-		t.Fatalf("the group recovered without saying so; logs:\n%s", logs.String())
+	// and pulls again, and says so.
+	eventually(t, "all 8 events and the log of the second pull", func() bool {
+		return rec.n.Load() == 8 && strings.Contains(logs.String(), "no pull heartbeat; pulling again")
+	})
+	// It misses them after 2 s, not after the client's default 30 s: every
+	// pull asks for a heartbeat each second.
+	pulls := proxy.Seen()
+	if len(pulls) < 3 {
+		t.Fatalf("%d pull requests seen, want the first, the lost one and the one after the missed heartbeats", len(pulls))
+	}
+	for _, b := range pulls {
+		var req struct {
+			Heartbeat time.Duration `json:"idle_heartbeat"`
+		}
+		if err := json.Unmarshal(b, &req); err != nil || req.Heartbeat != time.Second {
+			t.Fatalf("pull request %s: idle heartbeat %s (%v), want 1s", b, req.Heartbeat, err)
+		}
 	}
 }

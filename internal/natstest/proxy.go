@@ -21,6 +21,9 @@ type Proxy struct {
 	prefix  string
 	drop    int
 	dropped int
+	watch   string
+	seen    [][]byte
+	conns   []net.Conn
 }
 
 // NewProxy forwards loopback connections to s until the test ends.
@@ -30,8 +33,15 @@ func NewProxy(t testing.TB, s interface{ Addr() net.Addr }) *Proxy {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = ln.Close() })
 	p := &Proxy{URL: "nats://" + ln.Addr().String()}
+	t.Cleanup(func() {
+		_ = ln.Close()
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		for _, c := range p.conns {
+			_ = c.Close()
+		}
+	})
 	target := s.Addr().String()
 	go func() {
 		for {
@@ -44,7 +54,9 @@ func NewProxy(t testing.TB, s interface{ Addr() net.Addr }) *Proxy {
 				_ = c.Close()
 				continue
 			}
-			t.Cleanup(func() { _ = c.Close(); _ = srv.Close() })
+			p.mu.Lock()
+			p.conns = append(p.conns, c, srv)
+			p.mu.Unlock()
 			go func() { _, _ = io.Copy(c, srv); _ = c.Close() }()
 			go func() { p.forward(srv, c); _ = srv.Close() }()
 		}
@@ -57,6 +69,21 @@ func (p *Proxy) DropNext(prefix string, n int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.prefix, p.drop = prefix, n
+}
+
+// Watch keeps the payloads of the publishes whose subject starts with
+// prefix, lost or not, for Seen.
+func (p *Proxy) Watch(prefix string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.watch = prefix
+}
+
+// Seen returns the payloads kept since Watch.
+func (p *Proxy) Seen() [][]byte {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([][]byte(nil), p.seen...)
 }
 
 // Dropped is how many publishes were lost so far.
@@ -91,7 +118,7 @@ func (p *Proxy) forward(dst io.Writer, src io.Reader) {
 			frame = append(frame, payload...)
 			subject = f[1]
 		}
-		if subject != "" && p.lose(subject) {
+		if subject != "" && p.lose(subject, frame[len(line):]) {
 			continue
 		}
 		if _, err := dst.Write(frame); err != nil {
@@ -100,9 +127,14 @@ func (p *Proxy) forward(dst io.Writer, src io.Reader) {
 	}
 }
 
-func (p *Proxy) lose(subject string) bool {
+// lose reports whether to leave out a publish of subject with body (the
+// payload and its CRLF), and keeps the body when it is watched.
+func (p *Proxy) lose(subject string, body []byte) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.watch != "" && strings.HasPrefix(subject, p.watch) {
+		p.seen = append(p.seen, body[:len(body)-2])
+	}
 	if p.drop == 0 || !strings.HasPrefix(subject, p.prefix) {
 		return false
 	}
