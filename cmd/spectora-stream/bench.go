@@ -39,6 +39,7 @@ type benchCmd struct {
 // benchResult is what one bench run measured.
 type benchResult struct {
 	elapsed   time.Duration
+	cpu       time.Duration // this process's CPU time while the requests ran
 	latencies []time.Duration
 	byStatus  map[string]int
 }
@@ -133,7 +134,7 @@ func (c *benchCmd) run(ctx context.Context, signer *webhook.Signer) (*benchResul
 		res    = &benchResult{byStatus: map[string]int{}}
 		wg     sync.WaitGroup
 	)
-	start := time.Now()
+	start, cpu0 := time.Now(), processCPU()
 	for w := 0; w < c.Concurrency; w++ {
 		wg.Add(1)
 		go func() {
@@ -165,7 +166,7 @@ func (c *benchCmd) run(ctx context.Context, signer *webhook.Signer) (*benchResul
 		}()
 	}
 	wg.Wait()
-	res.elapsed = time.Since(start)
+	res.elapsed, res.cpu = time.Since(start), processCPU()-cpu0
 	return res, nil
 }
 
@@ -208,6 +209,9 @@ func (r *benchResult) print() {
 	fmt.Printf("rate:       %.0f req/s\n", float64(n)/r.elapsed.Seconds())
 	fmt.Printf("latency:    p50 %s  p90 %s  p99 %s  max %s\n",
 		pct(0.50).Round(time.Microsecond), pct(0.90).Round(time.Microsecond), pct(0.99).Round(time.Microsecond), r.latencies[n-1].Round(time.Microsecond))
+	if r.cpu > 0 {
+		fmt.Printf("cpu:        %.1f µs per request (this load generator)\n", float64(r.cpu.Microseconds())/float64(n))
+	}
 	codes := make([]string, 0, len(r.byStatus))
 	for k := range r.byStatus {
 		codes = append(codes, k)
