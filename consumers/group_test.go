@@ -507,7 +507,7 @@ func TestALostPullRequestDoesNotStallTheGroup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var logs natstest.LogBuffer
+	var logs natstest.Buffer
 	rec := newRecorder()
 	g, err := consumers.NewGroup(consumers.Config{Name: "tail", Handler: rec.handler, Concurrency: 4,
 		Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))}, js)

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -11,7 +10,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -128,25 +126,8 @@ type readmeRunner struct {
 type bgProcess struct {
 	step readmeStep
 	cmd  *exec.Cmd
-	out  *syncBuffer
+	out  *natstest.Buffer
 	done chan error
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }
 
 func newReadmeRunner(t *testing.T) *readmeRunner {
@@ -267,7 +248,7 @@ func (r *readmeRunner) run(s readmeStep) {
 	}
 	for {
 		cmd := r.command(s)
-		var out syncBuffer
+		var out natstest.Buffer
 		cmd.Stdout, cmd.Stderr = &out, &out
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 		err := runBounded(ctx, cmd)
@@ -308,7 +289,7 @@ func (r *readmeRunner) start(s readmeStep) {
 	if prev := r.bg[s.key()]; prev != nil {
 		r.interrupt(prev)
 	}
-	p := &bgProcess{step: s, cmd: r.command(s), out: &syncBuffer{}, done: make(chan error, 1)}
+	p := &bgProcess{step: s, cmd: r.command(s), out: &natstest.Buffer{}, done: make(chan error, 1)}
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)

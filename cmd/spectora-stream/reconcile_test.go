@@ -46,7 +46,7 @@ func TestServeReconcilesChangesMadeWhileItWasDown(t *testing.T) {
 	cf.Interval = time.Hour
 	cf.Reconcile.Rules = "inspection.published=attributes.published_at"
 	p.consumers = &cf
-	var logs syncBuffer
+	var logs natstest.Buffer
 	stop := startServeLogging(t, p, slog.New(slog.NewTextHandler(&logs, nil)))
 	defer func() { _ = stop() }()
 	start := time.Now()

@@ -1,28 +1,13 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/spectora-stream/spectora-stream/internal/natstest"
 	"github.com/spectora-stream/spectora-stream/stream"
 )
-
-// syncBuffer is a bytes.Buffer safe for the group's workers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 // The example, run as written against a real JetStream: it gets the
 // confirmed inspections and nothing else, and dead-letters the broken one.
@@ -33,7 +18,7 @@ func TestExampleSyncsConfirmedInspections(t *testing.T) {
 	natstest.Publish(t, js, "msg_2", "agent.updated", "7")
 	natstest.Publish(t, js, "msg_3", "inspection.confirmed", "")
 	last := natstest.Publish(t, js, "msg_4", "inspection.confirmed", "1002")
-	var crm syncBuffer
+	var crm natstest.Buffer
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, js, &crm) }()

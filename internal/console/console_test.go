@@ -1,7 +1,6 @@
 package console_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -14,7 +13,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -48,7 +46,7 @@ type env struct {
 	srv    *httptest.Server
 	c      *console.Console
 	billed atomic.Int64 // events the billing group handled
-	logs   *syncBuffer
+	logs   *natstest.Buffer
 }
 
 func newEnv(t *testing.T, cfg console.Config) *env {
@@ -62,7 +60,7 @@ func newEnv(t *testing.T, cfg console.Config) *env {
 	if cfg.PageRate == 0 {
 		cfg.PageRate = -1 // these tests load pages faster than a person
 	}
-	logs := &syncBuffer{}
+	logs := &natstest.Buffer{}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(logs, nil))
 	}
@@ -73,24 +71,6 @@ func newEnv(t *testing.T, cfg console.Config) *env {
 	srv := httptest.NewServer(c.Handler())
 	t.Cleanup(srv.Close)
 	return &env{t: t, js: js, srv: srv, c: c, logs: logs}
-}
-
-// syncBuffer is a log destination tests read.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // groups runs the indexer and billing groups until the test ends.

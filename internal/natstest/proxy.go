@@ -142,22 +142,3 @@ func (p *Proxy) lose(subject string, body []byte) bool {
 	p.dropped++
 	return true
 }
-
-// LogBuffer is a log destination (for slog handlers) that tests read while
-// the code under test still writes.
-type LogBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *LogBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *LogBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
