@@ -269,7 +269,7 @@ func (g *Group) Run(ctx context.Context) error {
 	// Pull only what the workers can take, so instances share work fairly and
 	// buffered messages don't sit out their ack wait.
 	// A 1 s idle heartbeat instead of the client's 15 s: now and then (about
-	// one drain in ten on a busy 2-core machine, always a group tailing a
+	// one drain in twelve on a busy 2-core machine, always a group tailing a
 	// stream that is being written) the client still counts pull requests
 	// the server no longer holds, and pulls nothing more until it misses two
 	// heartbeats. That stall then lasts 2 s, not 30 s.

@@ -275,37 +275,29 @@ func TestLogin(t *testing.T) {
 func TestSessionsEndWithTheirToken(t *testing.T) {
 	e := newEnv(t, console.Config{})
 	ck := e.login(opToken)
-	// Another console with alice's token changed: her session is refused.
-	other, err := console.New(console.Config{Users: []console.User{{Name: "alice", Token: "a-new-token-for-alice", Role: console.RoleOperator}}}, e.js)
-	if err != nil {
-		t.Fatal(err)
+	// eventsOn loads /events with alice's session on another console
+	// configured with users.
+	eventsOn := func(users []console.User) *http.Response {
+		t.Helper()
+		other, err := console.New(console.Config{Users: users}, e.js)
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv := httptest.NewServer(other.Handler())
+		defer srv.Close()
+		req, _ := http.NewRequest(http.MethodGet, srv.URL+"/events", nil)
+		return e.do(req, ck)
 	}
-	srv := httptest.NewServer(other.Handler())
-	defer srv.Close()
-	req, _ := http.NewRequest(http.MethodGet, srv.URL+"/events", nil)
-	if resp := e.do(req, ck); resp.StatusCode != http.StatusSeeOther {
+	// Another console with alice's token changed: her session is refused.
+	if resp := eventsOn([]console.User{{Name: "alice", Token: "a-new-token-for-alice", Role: console.RoleOperator}}); resp.StatusCode != http.StatusSeeOther {
 		t.Errorf("a session after its token changed: %s, want 303 to login", resp.Status)
 	}
 	// Adding a user ends nobody's session.
-	more, err := console.New(console.Config{Users: append([]console.User{{Name: "carol", Token: "carol-token-0123456789", Role: console.RoleViewer}}, users...)}, e.js)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv3 := httptest.NewServer(more.Handler())
-	defer srv3.Close()
-	req, _ = http.NewRequest(http.MethodGet, srv3.URL+"/events", nil)
-	if resp := e.do(req, ck); resp.StatusCode != http.StatusOK {
+	if resp := eventsOn(append([]console.User{{Name: "carol", Token: "carol-token-0123456789", Role: console.RoleViewer}}, users...)); resp.StatusCode != http.StatusOK {
 		t.Errorf("a session after another user was added: %s, want 200", resp.Status)
 	}
 	// A replica configured alike accepts it.
-	same, err := console.New(console.Config{Users: users}, e.js)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv2 := httptest.NewServer(same.Handler())
-	defer srv2.Close()
-	req, _ = http.NewRequest(http.MethodGet, srv2.URL+"/events", nil)
-	if resp := e.do(req, ck); resp.StatusCode != http.StatusOK {
+	if resp := eventsOn(users); resp.StatusCode != http.StatusOK {
 		t.Errorf("a session on a replica with the same tokens: %s, want 200", resp.Status)
 	}
 }
